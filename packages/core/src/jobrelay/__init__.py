@@ -1,0 +1,91 @@
+"""jobrelay: run a container job on any backend through one API, with rule-based routing.
+
+Example::
+
+    from jobrelay import JobSpec, get_executor
+
+    with get_executor("mock") as executor:
+        execution = executor.launch(JobSpec("busybox", ["echo", "hello"]))
+        print(executor.harvest(execution).logs.stdout)
+"""
+
+from jobrelay import errors
+from jobrelay._clock import Clock, ManualClock, SystemClock
+from jobrelay._hooks import Hooks
+from jobrelay._models import (
+    Capabilities,
+    Execution,
+    Health,
+    JobResult,
+    JobState,
+    JobStatus,
+    LogLine,
+    Logs,
+)
+from jobrelay._protocol import Executor, ManagedLister
+from jobrelay._registry import (
+    ExecutorInfo,
+    available_executors,
+    describe_executors,
+    get_executor,
+    load_executor_class,
+    register_executor,
+)
+from jobrelay._retry import RetryPolicy, is_testing, set_testing
+from jobrelay._spec import JobSpec, Resources, parse_memory
+from jobrelay.errors import (
+    ConfigError,
+    ExecutorError,
+    ExecutorLoadError,
+    ExecutorNotFoundError,
+    JobrelayError,
+    JobTimeoutError,
+    LaunchError,
+    NoExecutorAvailableError,
+    RuleError,
+    SpecError,
+    TransientExecutorError,
+)
+from jobrelay.hookspecs import hookimpl
+
+__all__ = [
+    "Capabilities",
+    "Clock",
+    "ConfigError",
+    "Execution",
+    "Executor",
+    "ExecutorError",
+    "ExecutorInfo",
+    "ExecutorLoadError",
+    "ExecutorNotFoundError",
+    "Health",
+    "Hooks",
+    "JobResult",
+    "JobSpec",
+    "JobState",
+    "JobStatus",
+    "JobTimeoutError",
+    "JobrelayError",
+    "LaunchError",
+    "LogLine",
+    "Logs",
+    "ManagedLister",
+    "ManualClock",
+    "NoExecutorAvailableError",
+    "Resources",
+    "RetryPolicy",
+    "RuleError",
+    "SpecError",
+    "SystemClock",
+    "TransientExecutorError",
+    "available_executors",
+    "describe_executors",
+    "errors",
+    "get_executor",
+    "hookimpl",
+    "is_testing",
+    "load_executor_class",
+    "parse_memory",
+    "register_executor",
+    "set_testing",
+]

@@ -1,0 +1,65 @@
+"""Calling hooks safely: every implementation runs, and none can break a job."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pluggy
+
+from jobrelay import hookspecs
+
+__all__ = ["Hooks"]
+
+PLUGINS_GROUP = "jobrelay.plugins"
+logger = logging.getLogger("jobrelay.hooks")
+
+
+class Hooks:
+    """The hook relay of a Router or Runner.
+
+    Wraps a :class:`pluggy.PluginManager`: ``register(obj)`` adds an implementation,
+    ``emit(name, **kwargs)`` calls each implementation of hook ``name`` in turn and
+    logs (never raises) what one of them raises.
+
+    Args:
+        load_entry_points: also register the ``jobrelay.plugins`` entry points.
+    """
+
+    def __init__(self, *, load_entry_points: bool = True) -> None:
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        self._lock = threading.Lock()
+        self._loaded = not load_entry_points
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            try:
+                self.manager.load_setuptools_entrypoints(PLUGINS_GROUP)
+            except Exception:
+                # A broken plugin distribution must not stop jobs; say which and go on.
+                logger.exception("could not load %s entry points", PLUGINS_GROUP)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register a hook implementation object; return the name pluggy gave it."""
+        return self.manager.register(plugin, name)
+
+    def unregister(self, plugin: object) -> None:
+        """Remove a previously registered implementation."""
+        self.manager.unregister(plugin)
+
+    def emit(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation of ``hook``; log and swallow what they raise."""
+        self._ensure_loaded()
+        caller = getattr(self.manager.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception:
+                logger.exception("hook %s of plugin %r raised; ignored", hook, impl.plugin_name)

@@ -1,0 +1,119 @@
+"""The executor contract: a small :class:`typing.Protocol`, nothing to subclass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Protocol, runtime_checkable
+
+from jobrelay._models import Capabilities, Execution, Health, JobResult, JobStatus, LogLine, Logs
+from jobrelay._spec import JobSpec
+
+__all__ = ["Executor", "ManagedLister", "REQUIRED_METHODS"]
+
+REQUIRED_METHODS = (
+    "launch",
+    "status",
+    "statuses",
+    "logs",
+    "stream_logs",
+    "harvest",
+    "cancel",
+    "cleanup",
+    "capabilities",
+    "health",
+    "close",
+)
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs container jobs on one backend.
+
+    Any object with these methods is an executor; register its class under the
+    ``jobrelay.executors`` entry-point group, or with
+    :func:`jobrelay.register_executor`. Prove it with :mod:`jobrelay.testing`.
+
+    Example::
+
+        class MyExecutor:
+            name = "mine"
+
+            def launch(self, job: JobSpec) -> Execution: ...
+            def status(self, execution: Execution) -> JobStatus: ...
+            # ... the other methods below ...
+
+        with get_executor("mine") as executor:
+            execution = executor.launch(JobSpec("busybox", "echo hi"))
+            result = executor.harvest(execution)
+
+    Contract:
+        - ``launch`` raises :class:`~jobrelay.errors.LaunchError` (permanent) or
+          :class:`~jobrelay.errors.TransientExecutorError` (retried by the caller);
+          launching the same ``job_id`` twice returns the existing execution and never
+          creates a second workload. A failed launch leaves nothing behind.
+        - ``status`` reports ``LOST`` when the backend has no such execution.
+        - ``statuses`` makes as few backend calls as the backend allows.
+        - ``harvest`` waits for the end, returns final status and logs, then cleans up
+          per the executor's policy; an unknown execution is never reported a success.
+        - ``cancel`` and ``cleanup`` are idempotent.
+        - Workloads carry the ``jobrelay.*`` labels; cleanup only touches managed ones.
+    """
+
+    name: str
+
+    def launch(self, job: JobSpec) -> Execution:
+        """Start ``job``; return its execution (the existing one for a known job_id)."""
+        ...
+
+    def status(self, execution: Execution) -> JobStatus:
+        """Return the execution's current status (``LOST`` if the backend forgot it)."""
+        ...
+
+    def statuses(self, executions: Iterable[Execution]) -> Mapping[str, JobStatus]:
+        """Return statuses keyed by ``execution_id``, in as few calls as possible."""
+        ...
+
+    def logs(self, execution: Execution, *, tail: int | None = None) -> Logs:
+        """Return the output so far (the last ``tail`` lines of each stream if given)."""
+        ...
+
+    def stream_logs(self, execution: Execution) -> Iterator[LogLine]:
+        """Yield output lines as they come, until the job ends."""
+        ...
+
+    def harvest(self, execution: Execution) -> JobResult:
+        """Wait for the end, collect status and logs, then clean up per policy."""
+        ...
+
+    def cancel(self, execution: Execution) -> None:
+        """Stop the workload; calling it again, or on a finished job, is fine."""
+        ...
+
+    def cleanup(self, execution: Execution) -> None:
+        """Remove what the execution left behind; idempotent."""
+        ...
+
+    def capabilities(self) -> Capabilities:
+        """Describe what this executor can do."""
+        ...
+
+    def health(self) -> Health:
+        """Check reachability cheaply, with a short timeout; never raise."""
+        ...
+
+    def close(self) -> None:
+        """Release clients and connections."""
+        ...
+
+
+@runtime_checkable
+class ManagedLister(Protocol):
+    """Optional extra: executors that can list their live workloads (for reconcile).
+
+    Announced by :attr:`Capabilities.list_managed`.
+    """
+
+    def list_managed(self) -> list[Execution]:
+        """Return every workload carrying ``jobrelay.managed=true`` as an execution."""
+        ...
+

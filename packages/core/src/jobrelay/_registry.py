@@ -1,0 +1,223 @@
+"""Finding executors: entry points read once by name, modules imported on first use.
+
+Discovery never imports a backend: listing executors reads entry-point *names* and
+dotted paths only, so ``available_executors()`` costs no boto3 or google-cloud import.
+A plugin that fails to import raises :class:`~jobrelay.errors.ExecutorLoadError` for
+that name alone; the others keep working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import Any
+
+import attrs
+import importlib_metadata
+
+from jobrelay._protocol import REQUIRED_METHODS
+from jobrelay.errors import ConfigError, ExecutorLoadError, ExecutorNotFoundError
+
+__all__ = [
+    "ExecutorInfo",
+    "available_executors",
+    "describe_executors",
+    "get_executor",
+    "load_executor_class",
+    "register_executor",
+]
+
+EXECUTORS_GROUP = "jobrelay.executors"
+logger = logging.getLogger("jobrelay.registry")
+
+
+@attrs.frozen
+class ExecutorInfo:
+    """Where an executor comes from, without importing it.
+
+    Args:
+        name: the executor name (entry-point name).
+        target: ``module:attr`` or dotted path, or the class's qualified name.
+        distribution: the distribution that declared it (None when registered in code).
+        version: that distribution's version.
+    """
+
+    name: str
+    target: str
+    distribution: str | None = None
+    version: str | None = None
+
+
+@attrs.define
+class _Registry:
+    _entries: dict[str, ExecutorInfo] | None = None
+    _explicit: dict[str, ExecutorInfo] = attrs.Factory(dict)
+    _classes: dict[str, type[Any]] = attrs.Factory(dict)
+    _lock: threading.RLock = attrs.Factory(threading.RLock)
+
+    def entries(self) -> dict[str, ExecutorInfo]:
+        with self._lock:
+            if self._entries is None:
+                self._entries = _read_entry_points()
+            merged = dict(self._entries)
+            merged.update(self._explicit)
+            return merged
+
+    def register(self, name: str, target: type[Any] | str, *, replace: bool) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"executor name must be a non-empty string, got {name!r}")
+        with self._lock:
+            if name in self.entries() and not replace:
+                raise ConfigError(
+                    f"an executor named {name!r} is already registered "
+                    f"({self.entries()[name].target}); pass replace=True to replace it"
+                )
+            self._classes.pop(name, None)
+            if isinstance(target, str):
+                self._explicit[name] = ExecutorInfo(name, target)
+            else:
+                self._explicit[name] = ExecutorInfo(
+                    name, f"{target.__module__}:{target.__qualname__}"
+                )
+                self._classes[name] = _checked(name, self._explicit[name], target, ())
+
+    def load(self, name: str) -> type[Any]:
+        with self._lock:
+            cls = self._classes.get(name)
+            if cls is not None:
+                return cls
+            entries = self.entries()
+            info = entries.get(name)
+            if info is None:
+                raise ExecutorNotFoundError(name, sorted(entries))
+            others = sorted(n for n in entries if n != name)
+            try:
+                loaded = _import_target(info.target)
+            except Exception as exc:  # noqa: BLE001 - any failure of a plugin is reported
+                raise ExecutorLoadError(
+                    name,
+                    entry_point=info.target,
+                    distribution=info.distribution,
+                    reason=f"{type(exc).__name__}: {exc}",
+                    alternatives=others,
+                ) from exc
+            cls = _checked(name, info, loaded, others)
+            self._classes[name] = cls
+            return cls
+
+    def forget(self) -> None:
+        with self._lock:
+            self._entries = None
+            self._classes = {
+                name: cls for name, cls in self._classes.items() if name in self._explicit
+            }
+
+
+def _read_entry_points() -> dict[str, ExecutorInfo]:
+    found: dict[str, ExecutorInfo] = {}
+    for ep in importlib_metadata.entry_points(group=EXECUTORS_GROUP):
+        dist = ep.dist
+        info = ExecutorInfo(
+            name=ep.name,
+            target=ep.value,
+            distribution=dist.name if dist is not None else None,
+            version=dist.version if dist is not None else None,
+        )
+        previous = found.get(ep.name)
+        if previous is not None and previous.target != info.target:
+            logger.warning(
+                "executor name %r is declared twice: %s (%s) and %s (%s); using the latter",
+                ep.name,
+                previous.target,
+                previous.distribution,
+                info.target,
+                info.distribution,
+            )
+        found[ep.name] = info
+    return found
+
+
+def _import_target(target: str) -> Any:
+    if ":" in target:
+        module_name, _, attr_path = target.partition(":")
+    else:
+        module_name, _, attr_path = target.rpartition(".")
+    if not module_name or not attr_path:
+        raise ValueError(f"not a 'module:attr' or dotted path: {target!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _checked(name: str, info: ExecutorInfo, obj: Any, others: list[str] | tuple[()]) -> type[Any]:
+    missing = [method for method in REQUIRED_METHODS if not callable(getattr(obj, method, None))]
+    if not isinstance(obj, type) or missing:
+        what = f"missing methods {missing}" if missing else "not a class"
+        raise ExecutorLoadError(
+            name,
+            entry_point=info.target,
+            distribution=info.distribution,
+            reason=f"{info.target} is not an executor ({what})",
+            alternatives=others,
+        )
+    return obj
+
+
+_registry = _Registry()
+
+
+def available_executors() -> list[str]:
+    """Return the sorted names of every known executor, importing none of them."""
+    return sorted(_registry.entries())
+
+
+def describe_executors() -> list[ExecutorInfo]:
+    """Return where each known executor comes from (distribution, version), sorted by name."""
+    entries = _registry.entries()
+    return [entries[name] for name in sorted(entries)]
+
+
+def load_executor_class(name: str) -> type[Any]:
+    """Import and return the class registered as ``name`` (cached after the first call).
+
+    Raises:
+        ExecutorNotFoundError: nothing is registered under ``name``.
+        ExecutorLoadError: the plugin failed to import or is not an executor.
+    """
+    return _registry.load(name)
+
+
+def get_executor(name: str, **config: Any) -> Any:
+    """Create the executor registered as ``name`` with ``config`` as keyword arguments.
+
+    Example::
+
+        executor = get_executor("docker", base_url="tcp://build-host:2376")
+
+    Raises:
+        ExecutorNotFoundError: nothing is registered under ``name``.
+        ExecutorLoadError: the plugin failed to import or is not an executor.
+        ConfigError: the executor refused the configuration.
+    """
+    cls = _registry.load(name)
+    try:
+        return cls(**config)
+    except TypeError as exc:
+        raise ConfigError(f"executor {name!r} rejected its configuration: {exc}") from exc
+
+
+def register_executor(name: str, cls_or_dotted_path: type[Any] | str, *, replace: bool = False) -> None:
+    """Register an executor that is not installed as a distribution.
+
+    ``cls_or_dotted_path`` is a class, or ``"package.module:Class"`` (imported on first
+    use). Registering a known name again raises :class:`~jobrelay.errors.ConfigError`
+    unless ``replace=True``.
+    """
+    _registry.register(name, cls_or_dotted_path, replace=replace)
+
+
+def _reset_entry_point_cache() -> None:
+    """Forget what was read from entry points (tests that install plugins use this)."""
+    _registry.forget()

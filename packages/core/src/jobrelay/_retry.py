@@ -1,0 +1,121 @@
+"""Retrying transient backend errors, with tenacity kept behind our own policy object."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import attrs
+import tenacity
+
+from jobrelay.errors import TransientExecutorError
+
+__all__ = ["RetryPolicy", "is_testing", "set_testing"]
+
+logger = logging.getLogger("jobrelay.retry")
+T = TypeVar("T")
+
+_testing = threading.Event()
+
+
+def set_testing(enabled: bool = True) -> None:  # noqa: FBT001, FBT002 - a switch
+    """Make every :class:`RetryPolicy` wait zero seconds between attempts.
+
+    For users' test suites: retries still happen (the attempt cap still holds) but
+    instantly. Call ``set_testing(False)`` to restore real backoff.
+    """
+    if enabled:
+        _testing.set()
+    else:
+        _testing.clear()
+
+
+def is_testing() -> bool:
+    """Return whether :func:`set_testing` made retries instant."""
+    return _testing.is_set()
+
+
+def _sleep(seconds: float) -> None:
+    if not _testing.is_set():
+        tenacity.nap.sleep(seconds)
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"RetryPolicy.{attribute.name} must be 0 or more, got {value}")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Exponential backoff with jitter that retries only ``TransientExecutorError``.
+
+    Args:
+        attempts: most calls in all (1 means no retry).
+        timeout: most seconds spent in all, retries included.
+        initial: first wait in seconds.
+        maximum: cap on one wait.
+        jitter: up to this many random seconds added to each wait.
+
+    Example::
+
+        policy = RetryPolicy(attempts=5, timeout=30)
+        execution = policy.call(executor.launch, job)
+    """
+
+    attempts: int = attrs.field(default=5)
+    timeout: float = attrs.field(default=60.0, validator=_positive)
+    initial: float = attrs.field(default=0.2, validator=_positive)
+    maximum: float = attrs.field(default=10.0, validator=_positive)
+    jitter: float = attrs.field(default=0.5, validator=_positive)
+
+    @attempts.validator
+    def _check_attempts(self, _: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ValueError(f"RetryPolicy.attempts must be 1 or more, got {value}")
+
+    def call(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
+        """Call ``fn``, retrying it on ``TransientExecutorError`` per this policy.
+
+        The last error is re-raised once attempts or time run out; any other
+        exception is raised at once.
+        """
+        try:
+            return fn(*args, **kwargs)
+        except TransientExecutorError as first:
+            if self.attempts == 1:
+                raise
+            logger.warning("transient error, retrying: %s", first)
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.attempts - 1)
+            | tenacity.stop_after_delay(self.timeout),
+            wait=tenacity.wait_exponential_jitter(
+                initial=self.initial, max=self.maximum, jitter=self.jitter
+            ),
+            retry=tenacity.retry_if_exception_type(TransientExecutorError),
+            sleep=_sleep,
+            before=_first_wait(self.initial),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        return retrying(fn, *args, **kwargs)
+
+
+def _first_wait(initial: float) -> Callable[[tenacity.RetryCallState], None]:
+    # The fast path already spent one attempt; wait before the first retry too.
+    def before(state: tenacity.RetryCallState) -> None:
+        if state.attempt_number == 1:
+            _sleep(initial)
+
+    return before
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    logger.warning(
+        "transient error on attempt %d, retrying in %.2fs: %s",
+        state.attempt_number + 1,
+        state.next_action.sleep if state.next_action else 0.0,
+        exc,
+    )
