@@ -1,0 +1,389 @@
+"""An in-memory executor on simulated time, for tests, demos and routing dry runs."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Literal
+
+import attrs
+
+from jobrelay import (
+    Capabilities,
+    Clock,
+    Execution,
+    Health,
+    JobResult,
+    JobSpec,
+    JobState,
+    JobStatus,
+    LaunchError,
+    LogLine,
+    Logs,
+    ManualClock,
+    SpecError,
+    TransientExecutorError,
+)
+
+__all__ = ["MockEvent", "MockExecutor", "MockOutcome"]
+
+_UTC = timezone.utc
+
+
+def _non_negative_int(field: str) -> Callable[[object], int]:
+    def convert(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SpecError(field, f"must be an int of 0 or more, got {value!r}")
+        return value
+
+    return convert
+
+
+def _duration(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SpecError("duration", f"must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+@attrs.frozen
+class MockOutcome:
+    """What a mock job does.
+
+    Args:
+        exit_code: the exit code it ends with (0 succeeds).
+        stdout: what it prints on stdout.
+        stderr: what it prints on stderr.
+        duration: simulated seconds it runs.
+        launch_error: when set, ``launch`` raises ``LaunchError`` with this message.
+        transient_failures: ``launch`` raises ``TransientExecutorError`` this many
+            times for the job before it succeeds.
+        lost: the backend forgets the execution right after launch (``LOST``).
+    """
+
+    exit_code: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = attrs.field(default=0.0, converter=_duration)
+    launch_error: str | None = None
+    transient_failures: int = attrs.field(
+        default=0, converter=_non_negative_int("transient_failures")
+    )
+    lost: bool = False
+
+
+@attrs.frozen
+class MockEvent:
+    """One call the mock received: ``method`` plus the job and execution concerned."""
+
+    method: str
+    job_id: str | None = None
+    execution_id: str | None = None
+    detail: str = ""
+
+
+def outcome_from_labels(job: JobSpec) -> MockOutcome:
+    """Read a job's ``mock.*`` labels into an outcome (the default behaviour).
+
+    Labels: ``mock.exit-code``, ``mock.duration``, ``mock.stdout``, ``mock.stderr``,
+    ``mock.fail-launch`` (the error message), ``mock.transient-failures``, ``mock.lost``.
+    Any absent label keeps :class:`MockOutcome`'s default.
+    """
+    labels = job.labels
+    if not any(key.startswith("mock.") for key in labels):
+        return _DEFAULT_OUTCOME
+    try:
+        return MockOutcome(
+            exit_code=int(labels.get("mock.exit-code", "0")),
+            stdout=labels.get("mock.stdout", ""),
+            stderr=labels.get("mock.stderr", ""),
+            duration=float(labels.get("mock.duration", "0")),
+            launch_error=labels.get("mock.fail-launch"),
+            transient_failures=int(labels.get("mock.transient-failures", "0")),
+            lost=labels.get("mock.lost", "false").lower() in {"1", "true", "yes"},
+        )
+    except ValueError as exc:
+        raise SpecError("labels", f"bad mock.* label: {exc}") from None
+
+
+_DEFAULT_OUTCOME = MockOutcome()
+
+
+@attrs.define
+class _Record:
+    execution: Execution
+    job: JobSpec
+    outcome: MockOutcome
+    started: float
+    labels: dict[str, str]
+    cancelled_at: float | None = None
+
+
+def _lines(text: str, tail: int | None) -> str:
+    if tail is None:
+        return text
+    if tail <= 0:
+        return ""
+    return "".join(text.splitlines(keepends=True)[-tail:])
+
+
+class MockExecutor:
+    """Runs nothing: jobs follow a scripted :class:`MockOutcome` on simulated time.
+
+    Deterministic and never sleeps. By default each job succeeds at once with exit 0;
+    ``behavior(job)`` or the job's ``mock.*`` labels script anything else. A job with
+    a ``duration`` stays ``RUNNING`` until its clock passes the end; ``harvest`` and
+    ``stream_logs`` wait for the end by advancing a :class:`~jobrelay.ManualClock`.
+
+    Args:
+        name: the executor's name (what ``Execution.executor`` says).
+        behavior: ``job -> MockOutcome``; default reads the job's ``mock.*`` labels.
+        clock: time source; default a new ``ManualClock``.
+        healthy: what ``health()`` reports (settable later: ``executor.healthy = False``).
+        capacity: most active executions at once; past it ``launch`` raises LaunchError.
+        log_split: whether stdout and stderr are kept apart.
+        remove_on_harvest: ``harvest`` cleans up the execution afterwards.
+
+    Attributes:
+        events: every call received, as :class:`MockEvent`, in order.
+    """
+
+    def __init__(
+        self,
+        name: str = "mock",
+        *,
+        behavior: Callable[[JobSpec], MockOutcome] | None = None,
+        clock: Clock | None = None,
+        healthy: bool = True,
+        capacity: int | None = None,
+        log_split: bool = True,
+        remove_on_harvest: bool = True,
+    ) -> None:
+        self.name = name
+        self.behavior = behavior or outcome_from_labels
+        self.clock: Clock = clock if clock is not None else ManualClock()
+        self.healthy = healthy
+        self.capacity = capacity
+        self.log_split = log_split
+        self.remove_on_harvest = remove_on_harvest
+        self.events: list[MockEvent] = []
+        self.closed = False
+        self._records: dict[str, _Record] = {}
+        self._by_job: dict[str, str] = {}
+        self._attempts: dict[str, int] = {}
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def calls(self, method: str) -> list[MockEvent]:
+        """Return the events of one method, in order."""
+        return [event for event in self.events if event.method == method]
+
+    def labels_of(self, execution: Execution) -> dict[str, str]:
+        """Return the labels the mock put on the workload (empty when unknown)."""
+        record = self._records.get(execution.execution_id)
+        return dict(record.labels) if record else {}
+
+    def _state(self, record: _Record, now: float) -> JobStatus:
+        outcome = record.outcome
+        started = datetime.fromtimestamp(record.started, _UTC)
+        end = record.started + outcome.duration
+        if record.cancelled_at is not None and record.cancelled_at < end:
+            finished = datetime.fromtimestamp(record.cancelled_at, _UTC)
+            return JobStatus(JobState.CANCELLED, None, "cancelled", started, finished)
+        if now < end:
+            return JobStatus(JobState.RUNNING, None, None, started)
+        finished = datetime.fromtimestamp(end, _UTC)
+        if outcome.exit_code == 0:
+            return JobStatus(JobState.SUCCEEDED, 0, None, started, finished)
+        return JobStatus(
+            JobState.FAILED, outcome.exit_code, f"exit code {outcome.exit_code}", started, finished
+        )
+
+    def _lookup(self, execution: Execution) -> _Record | None:
+        record = self._records.get(execution.execution_id)
+        if record is None or record.outcome.lost:
+            return None
+        return record
+
+    def _active(self, now: float) -> int:
+        return sum(
+            1 for record in self._records.values() if not self._state(record, now).is_terminal
+        )
+
+    # -- the protocol -----------------------------------------------------------------
+
+    def launch(self, job: JobSpec) -> Execution:
+        """Start a simulated job; the same ``job_id`` returns the existing execution."""
+        with self._lock:
+            existing = self._by_job.get(job.job_id)
+            if existing is not None:
+                self.events.append(MockEvent("launch", job.job_id, existing, "existing"))
+                return self._records[existing].execution
+            outcome = self.behavior(job)
+            attempt = self._attempts.get(job.job_id, 0) + 1
+            self._attempts[job.job_id] = attempt
+            if attempt <= outcome.transient_failures:
+                self.events.append(MockEvent("launch", job.job_id, None, "transient"))
+                raise TransientExecutorError(
+                    f"mock transient failure {attempt}/{outcome.transient_failures}",
+                    executor=self.name,
+                    job_id=job.job_id,
+                )
+            if outcome.launch_error is not None:
+                self.events.append(MockEvent("launch", job.job_id, None, "error"))
+                raise LaunchError(outcome.launch_error, executor=self.name, job_id=job.job_id)
+            now = self.clock.time()
+            if self.capacity is not None and self._active(now) >= self.capacity:
+                self.events.append(MockEvent("launch", job.job_id, None, "capacity"))
+                raise LaunchError(
+                    f"mock executor {self.name!r} is at capacity ({self.capacity})",
+                    executor=self.name,
+                    job_id=job.job_id,
+                )
+            self._counter += 1
+            execution_id = f"{self.name}-{self._counter}"
+            execution = Execution(
+                executor=self.name,
+                execution_id=execution_id,
+                job_id=job.job_id,
+                launched_at=datetime.fromtimestamp(now, _UTC),
+            )
+            labels = {
+                **job.labels,
+                "jobrelay.managed": "true",
+                "jobrelay.job-id": job.job_id,
+                "jobrelay.job-name": job.name,
+                "jobrelay.executor": self.name,
+            }
+            self._records[execution_id] = _Record(execution, job, outcome, now, labels)
+            self._by_job[job.job_id] = execution_id
+            self.events.append(MockEvent("launch", job.job_id, execution_id))
+            return execution
+
+    def status(self, execution: Execution) -> JobStatus:
+        """Return the simulated status at the clock's current time."""
+        self.events.append(MockEvent("status", execution.job_id, execution.execution_id))
+        record = self._lookup(execution)
+        if record is None:
+            return JobStatus(JobState.LOST, reason="no such execution")
+        return self._state(record, self.clock.time())
+
+    def statuses(self, executions: Iterable[Execution]) -> Mapping[str, JobStatus]:
+        """Return every status in one simulated backend call."""
+        self.events.append(MockEvent("statuses"))
+        now = self.clock.time()
+        out: dict[str, JobStatus] = {}
+        for execution in executions:
+            record = self._lookup(execution)
+            out[execution.execution_id] = (
+                self._state(record, now)
+                if record is not None
+                else JobStatus(JobState.LOST, reason="no such execution")
+            )
+        return out
+
+    def logs(self, execution: Execution, *, tail: int | None = None) -> Logs:
+        """Return the scripted output (all of it once the job has started)."""
+        self.events.append(MockEvent("logs", execution.job_id, execution.execution_id))
+        record = self._lookup(execution)
+        if record is None:
+            return Logs()
+        out, err = record.outcome.stdout, record.outcome.stderr
+        if not self.log_split:
+            out, err = out + err, ""
+        return Logs(_lines(out, tail), _lines(err, tail))
+
+    def stream_logs(self, execution: Execution) -> Iterator[LogLine]:
+        """Wait (on simulated time) for the end, then yield the output lines."""
+        self.events.append(MockEvent("stream_logs", execution.job_id, execution.execution_id))
+        record = self._lookup(execution)
+        if record is None:
+            return
+        self._wait(record)
+        streams: list[tuple[Literal["stdout", "stderr"], str]] = [
+            ("stdout", record.outcome.stdout),
+            ("stderr", record.outcome.stderr),
+        ]
+        for stream, text in streams:
+            for line in text.splitlines():
+                yield LogLine("stdout" if not self.log_split else stream, line)
+
+    def _wait(self, record: _Record) -> None:
+        remaining = record.started + record.outcome.duration - self.clock.time()
+        if remaining > 0 and record.cancelled_at is None:
+            self.clock.sleep(remaining)
+
+    def harvest(self, execution: Execution) -> JobResult:
+        """Wait for the end on simulated time; return status and logs; then clean up."""
+        self.events.append(MockEvent("harvest", execution.job_id, execution.execution_id))
+        record = self._lookup(execution)
+        if record is None:
+            return JobResult(execution, JobStatus(JobState.LOST, reason="no such execution"), Logs())
+        self._wait(record)
+        status = self._state(record, self.clock.time())
+        out, err = record.outcome.stdout, record.outcome.stderr
+        logs = Logs(out, err) if self.log_split else Logs(out + err, "")
+        duration = None
+        if status.started_at is not None and status.finished_at is not None:
+            duration = (status.finished_at - status.started_at).total_seconds()
+        if self.remove_on_harvest:
+            self._forget(execution)
+        return JobResult(execution, status, logs, duration, 0.0)
+
+    def cancel(self, execution: Execution) -> None:
+        """Stop a running simulated job; idempotent, harmless on finished jobs."""
+        self.events.append(MockEvent("cancel", execution.job_id, execution.execution_id))
+        record = self._lookup(execution)
+        if record is None or record.cancelled_at is not None:
+            return
+        now = self.clock.time()
+        if not self._state(record, now).is_terminal:
+            record.cancelled_at = now
+
+    def cleanup(self, execution: Execution) -> None:
+        """Forget the execution (its status becomes ``LOST``). Idempotent."""
+        self.events.append(MockEvent("cleanup", execution.job_id, execution.execution_id))
+        self._forget(execution)
+
+    def _forget(self, execution: Execution) -> None:
+        with self._lock:
+            record = self._records.pop(execution.execution_id, None)
+            if record is not None and self._by_job.get(record.job.job_id) == execution.execution_id:
+                del self._by_job[record.job.job_id]
+
+    def capabilities(self) -> Capabilities:
+        """Everything is supported, including ``list_managed``."""
+        return Capabilities(
+            max_gpu=8, persistent_storage=False, log_split=self.log_split, list_managed=True
+        )
+
+    def health(self) -> Health:
+        """Report the ``healthy`` switch."""
+        self.events.append(MockEvent("health"))
+        return Health(self.healthy, 0.0, "" if self.healthy else "mock set unhealthy", "mock")
+
+    def list_managed(self) -> list[Execution]:
+        """Return the executions the backend still knows, active or not."""
+        self.events.append(MockEvent("list_managed"))
+        return [r.execution for r in self._records.values() if not r.outcome.lost]
+
+    def close(self) -> None:
+        """Mark the executor closed."""
+        self.closed = True
+
+    def __enter__(self) -> MockExecutor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MockExecutor(name={self.name!r}, executions={len(self._records)})"
