@@ -24,7 +24,7 @@ PACKAGES: dict[str, tuple[list[str], list[str]]] = {
     "core": ([CORE, "packages/executor-mock"], []),
     "executor-mock": ([CORE], []),
     "executor-docker": ([CORE], []),
-    "executor-fargate": ([CORE], ["moto[server]>=5.0"]),
+    "executor-fargate": ([CORE], ["moto[server]>=5.2.5"]),
 }
 LINT_TOOLS = ["ruff>=0.6"]
 TYPE_TOOLS = ["mypy>=1.10", *TEST_TOOLS]

@@ -32,6 +32,9 @@ from jobrelay._registry import (
     register_executor,
 )
 from jobrelay._retry import RetryPolicy, is_testing, set_testing
+from jobrelay._router import RouteDecision, Router, RoutingRule
+from jobrelay._rules import Rule, compile_rule
+from jobrelay._runner import JobHandle, Progress, Runner
 from jobrelay._spec import JobSpec, Resources, parse_memory
 from jobrelay.errors import (
     ConfigError,
@@ -60,6 +63,7 @@ __all__ = [
     "ExecutorNotFoundError",
     "Health",
     "Hooks",
+    "JobHandle",
     "JobResult",
     "JobSpec",
     "JobState",
@@ -72,13 +76,20 @@ __all__ = [
     "ManagedLister",
     "ManualClock",
     "NoExecutorAvailableError",
+    "Progress",
     "Resources",
     "RetryPolicy",
+    "RouteDecision",
+    "Router",
+    "RoutingRule",
+    "Rule",
     "RuleError",
+    "Runner",
     "SpecError",
     "SystemClock",
     "TransientExecutorError",
     "available_executors",
+    "compile_rule",
     "describe_executors",
     "errors",
     "get_executor",

@@ -48,13 +48,23 @@ class ManualClock:
     """Simulated time: ``sleep`` advances the clock at once, nothing ever waits.
 
     Thread-safe. Tests and the mock executor use it to make hours pass in microseconds.
+
+    Args:
+        now: the starting time (seconds since the epoch).
+        follow_real_time: also let real time flow, so that simulated durations end
+            on their own when nobody waits; waits still jump ahead instantly. Off,
+            time stands still between ``sleep``/``advance`` calls (fully deterministic).
     """
 
     now: float = attrs.field(factory=time.time)
+    follow_real_time: bool = False
+    _origin: float = attrs.field(factory=time.monotonic, repr=False, eq=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
 
     def time(self) -> float:
         """Return the simulated time."""
+        if self.follow_real_time:
+            return self.now + (time.monotonic() - self._origin)
         return self.now
 
     def sleep(self, seconds: float) -> None:

@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+import importlib_metadata
 import pluggy
 
 from jobrelay import hookspecs
@@ -40,11 +41,22 @@ class Hooks:
             if self._loaded:
                 return
             self._loaded = True
-            try:
-                self.manager.load_setuptools_entrypoints(PLUGINS_GROUP)
-            except Exception:
-                # A broken plugin distribution must not stop jobs; say which and go on.
-                logger.exception("could not load %s entry points", PLUGINS_GROUP)
+            # Not pluggy's load_setuptools_entrypoints: it stops at the first plugin
+            # that fails, leaving every later one unloaded.
+            for ep in importlib_metadata.entry_points(group=PLUGINS_GROUP):
+                if self.manager.get_plugin(ep.name) is not None or self.manager.is_blocked(ep.name):
+                    continue
+                try:
+                    self.manager.register(ep.load(), name=ep.name)
+                except Exception:
+                    # A broken plugin must not stop jobs or other plugins; say which, go on.
+                    logger.exception(
+                        "could not load %s entry point %r (%s) from distribution %s; skipped",
+                        PLUGINS_GROUP,
+                        ep.name,
+                        ep.value,
+                        ep.dist.name if ep.dist is not None else "unknown",
+                    )
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register a hook implementation object; return the name pluggy gave it."""

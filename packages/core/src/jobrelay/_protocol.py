@@ -116,4 +116,3 @@ class ManagedLister(Protocol):
     def list_managed(self) -> list[Execution]:
         """Return every workload carrying ``jobrelay.managed=true`` as an execution."""
         ...
-

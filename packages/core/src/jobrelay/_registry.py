@@ -73,14 +73,17 @@ class _Registry:
                     f"an executor named {name!r} is already registered "
                     f"({self.entries()[name].target}); pass replace=True to replace it"
                 )
-            self._classes.pop(name, None)
             if isinstance(target, str):
-                self._explicit[name] = ExecutorInfo(name, target)
+                info, cls = ExecutorInfo(name, target), None
             else:
-                self._explicit[name] = ExecutorInfo(
-                    name, f"{target.__module__}:{target.__qualname__}"
-                )
-                self._classes[name] = _checked(name, self._explicit[name], target, ())
+                where = getattr(target, "__module__", "?")
+                info = ExecutorInfo(name, f"{where}:{getattr(target, '__qualname__', target)!s}")
+                # Check before storing: a refused class must not replace a working entry.
+                cls = _checked(name, info, target, ())
+            self._explicit[name] = info
+            self._classes.pop(name, None)
+            if cls is not None:
+                self._classes[name] = cls
 
     def load(self, name: str) -> type[Any]:
         with self._lock:
@@ -189,12 +192,13 @@ def load_executor_class(name: str) -> type[Any]:
     return _registry.load(name)
 
 
-def get_executor(name: str, **config: Any) -> Any:
+def get_executor(name: str, /, **config: Any) -> Any:
     """Create the executor registered as ``name`` with ``config`` as keyword arguments.
 
     Example::
 
         executor = get_executor("docker", base_url="tcp://build-host:2376")
+        executor = get_executor("docker", name="gpu-box")   # ``name`` reaches the class
 
     Raises:
         ExecutorNotFoundError: nothing is registered under ``name``.
@@ -208,7 +212,9 @@ def get_executor(name: str, **config: Any) -> Any:
         raise ConfigError(f"executor {name!r} rejected its configuration: {exc}") from exc
 
 
-def register_executor(name: str, cls_or_dotted_path: type[Any] | str, *, replace: bool = False) -> None:
+def register_executor(
+    name: str, cls_or_dotted_path: type[Any] | str, *, replace: bool = False
+) -> None:
     """Register an executor that is not installed as a distribution.
 
     ``cls_or_dotted_path`` is a class, or ``"package.module:Class"`` (imported on first

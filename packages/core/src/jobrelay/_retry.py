@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
+import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -43,7 +46,8 @@ def _sleep(seconds: float) -> None:
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
+    # NaN compares false with everything: it would silently disable a cap.
+    if math.isnan(value) or value < 0:
         raise ValueError(f"RetryPolicy.{attribute.name} must be 0 or more, got {value}")
 
 
@@ -79,36 +83,43 @@ class RetryPolicy:
         """Call ``fn``, retrying it on ``TransientExecutorError`` per this policy.
 
         The last error is re-raised once attempts or time run out; any other
-        exception is raised at once.
+        exception is raised at once. No wait runs past ``timeout``.
         """
+        deadline = time.monotonic() + self.timeout
         try:
             return fn(*args, **kwargs)
         except TransientExecutorError as first:
-            if self.attempts == 1:
+            if self.attempts == 1 or time.monotonic() >= deadline:
                 raise
             logger.warning("transient error, retrying: %s", first)
+
+        def sleep(seconds: float) -> None:
+            _sleep(min(seconds, max(0.0, deadline - time.monotonic())))
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            # attempt_number counts the retries; the fast path above made one call.
+            return state.attempt_number >= self.attempts - 1 or time.monotonic() >= deadline
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            backoff = self.initial * 2.0 ** min(state.attempt_number, 64)
+            jitter = random.uniform(0.0, self.jitter)  # noqa: S311 - spreading load, not crypto
+            return min(backoff + jitter, self.maximum)
+
+        def before(state: tenacity.RetryCallState) -> None:
+            # The fast path already spent one attempt; wait before the first retry too.
+            if state.attempt_number == 1:
+                sleep(min(self.initial + random.uniform(0.0, self.jitter), self.maximum))  # noqa: S311
+
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.attempts - 1)
-            | tenacity.stop_after_delay(self.timeout),
-            wait=tenacity.wait_exponential_jitter(
-                initial=self.initial, max=self.maximum, jitter=self.jitter
-            ),
+            stop=stop,
+            wait=wait,
             retry=tenacity.retry_if_exception_type(TransientExecutorError),
-            sleep=_sleep,
-            before=_first_wait(self.initial),
+            sleep=sleep,
+            before=before,
             before_sleep=_log_retry,
             reraise=True,
         )
         return retrying(fn, *args, **kwargs)
-
-
-def _first_wait(initial: float) -> Callable[[tenacity.RetryCallState], None]:
-    # The fast path already spent one attempt; wait before the first retry too.
-    def before(state: tenacity.RetryCallState) -> None:
-        if state.attempt_number == 1:
-            _sleep(initial)
-
-    return before
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

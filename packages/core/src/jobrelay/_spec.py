@@ -34,11 +34,14 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+# re.ASCII: the grammar's \w is Go's, ASCII only; Python's would admit "busybox:\u00e9".
 _IMAGE_RE = re.compile(
     rf"(?P<name>(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?"
+    rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?",
+    re.ASCII,
 )
 _NAME_MAX = 255
+_NAME_LEN_MAX = 253  # JobSpec.name: a DNS name's length, what most backends accept
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -96,9 +99,13 @@ def parse_memory(value: object, *, field: str = "memory") -> int:
 def _positive_number(field: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(field, f"must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
+    try:
+        number = float(value)
+    except OverflowError:
+        raise SpecError(field, "is too large") from None
+    if not math.isfinite(number) or number <= 0:
         raise SpecError(field, f"must be greater than 0, got {value!r}")
-    return float(value)
+    return number
 
 
 def _cpu(value: object) -> float:
@@ -176,9 +183,7 @@ def _argv(field: str) -> Any:
             items = tuple(value)
             for i, item in enumerate(items):
                 if not isinstance(item, str):
-                    raise SpecError(
-                        f"{field}[{i}]", f"must be a string, got {type(item).__name__}"
-                    )
+                    raise SpecError(f"{field}[{i}]", f"must be a string, got {type(item).__name__}")
             return items
         raise SpecError(
             field, f"must be a sequence of strings or a string, got {type(value).__name__}"
@@ -254,16 +259,14 @@ def _working_dir(value: object) -> str | None:
 def _name(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SpecError("name", f"must be a non-empty string, got {value!r}")
-    if any(ord(ch) < 32 for ch in value) or len(value) > 253:
-        raise SpecError("name", "must be at most 253 printable characters")
+    if any(ord(ch) < 32 for ch in value) or len(value) > _NAME_LEN_MAX:
+        raise SpecError("name", f"must be at most {_NAME_LEN_MAX} printable characters")
     return value
 
 
 def _job_id(value: object) -> str:
     if not isinstance(value, str) or not _JOB_ID_RE.fullmatch(value):
-        raise SpecError(
-            "job_id", f"must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,127}}, got {value!r}"
-        )
+        raise SpecError("job_id", f"must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,127}}, got {value!r}")
     return value
 
 
@@ -276,7 +279,8 @@ def _max_retries(value: object) -> int:
 def _default_name(image: str) -> str:
     match = _IMAGE_RE.fullmatch(image)
     repository = match["name"] if match else image
-    return repository.rsplit("/", 1)[-1]
+    # A path component may be longer than a name may be: keep a valid image valid.
+    return repository.rsplit("/", 1)[-1][:_NAME_LEN_MAX]
 
 
 def _new_job_id() -> str:

@@ -148,11 +148,16 @@ class NoExecutorAvailableError(JobrelayError):
     Attributes:
         job_id: the job that could not be placed.
         skipped: ``(executor, why)`` pairs for every candidate considered.
+        capacity_only: every candidate was skipped only because it was at capacity, so
+            trying again once an execution ends can succeed.
     """
 
-    def __init__(self, job_id: str, skipped: Sequence[tuple[str, str]]) -> None:
+    def __init__(
+        self, job_id: str, skipped: Sequence[tuple[str, str]], *, capacity_only: bool = False
+    ) -> None:
         self.job_id = job_id
         self.skipped = tuple(skipped)
+        self.capacity_only = capacity_only
         detail = "; ".join(f"{name}: {why}" for name, why in self.skipped) or "no candidates"
         super().__init__(f"no executor available for job {job_id!r} ({detail})")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -42,8 +43,14 @@ def _non_negative_int(field: str) -> Callable[[object], int]:
 
 
 def _duration(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise SpecError("duration", f"must be a number of seconds >= 0, got {value!r}")
+    # NaN and infinity would pass "< 0" and then break the clock and datetimes later.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise SpecError("duration", f"must be a finite number of seconds >= 0, got {value!r}")
     return float(value)
 
 
@@ -56,6 +63,7 @@ class MockOutcome:
         stdout: what it prints on stdout.
         stderr: what it prints on stderr.
         duration: simulated seconds it runs.
+        pending: simulated seconds it waits in ``PENDING`` before it starts running.
         launch_error: when set, ``launch`` raises ``LaunchError`` with this message.
         transient_failures: ``launch`` raises ``TransientExecutorError`` this many
             times for the job before it succeeds.
@@ -66,6 +74,7 @@ class MockOutcome:
     stdout: str = ""
     stderr: str = ""
     duration: float = attrs.field(default=0.0, converter=_duration)
+    pending: float = attrs.field(default=0.0, converter=_duration)
     launch_error: str | None = None
     transient_failures: int = attrs.field(
         default=0, converter=_non_negative_int("transient_failures")
@@ -86,12 +95,12 @@ class MockEvent:
 def outcome_from_labels(job: JobSpec) -> MockOutcome:
     """Read a job's ``mock.*`` labels into an outcome (the default behaviour).
 
-    Labels: ``mock.exit-code``, ``mock.duration``, ``mock.stdout``, ``mock.stderr``,
+    Labels: ``mock.exit-code``, ``mock.duration``, ``mock.pending``, ``mock.stdout``, ``mock.stderr``,
     ``mock.fail-launch`` (the error message), ``mock.transient-failures``, ``mock.lost``.
     Any absent label keeps :class:`MockOutcome`'s default.
     """
     labels = job.labels
-    if not any(key.startswith("mock.") for key in labels):
+    if not labels or not any(key.startswith("mock.") for key in labels):
         return _DEFAULT_OUTCOME
     try:
         return MockOutcome(
@@ -99,6 +108,7 @@ def outcome_from_labels(job: JobSpec) -> MockOutcome:
             stdout=labels.get("mock.stdout", ""),
             stderr=labels.get("mock.stderr", ""),
             duration=float(labels.get("mock.duration", "0")),
+            pending=float(labels.get("mock.pending", "0")),
             launch_error=labels.get("mock.fail-launch"),
             transient_failures=int(labels.get("mock.transient-failures", "0")),
             lost=labels.get("mock.lost", "false").lower() in {"1", "true", "yes"},
@@ -116,8 +126,14 @@ class _Record:
     job: JobSpec
     outcome: MockOutcome
     started: float
-    labels: dict[str, str]
     cancelled_at: float | None = None
+
+
+def _stamp(record: _Record, epoch: float) -> datetime:
+    # Most instants asked for are the launch itself: reuse its datetime.
+    if epoch == record.started:
+        return record.execution.launched_at
+    return datetime.fromtimestamp(epoch, _UTC)
 
 
 def _lines(text: str, tail: int | None) -> str:
@@ -139,7 +155,9 @@ class MockExecutor:
     Args:
         name: the executor's name (what ``Execution.executor`` says).
         behavior: ``job -> MockOutcome``; default reads the job's ``mock.*`` labels.
-        clock: time source; default a new ``ManualClock``.
+        clock: time source; default a ``ManualClock(follow_real_time=True)``: durations
+            pass in real time, and waits (``harvest``, ``stream_logs``) jump to the end.
+            Pass a plain ``ManualClock`` for time that moves only when told.
         healthy: what ``health()`` reports (settable later: ``executor.healthy = False``).
         capacity: most active executions at once; past it ``launch`` raises LaunchError.
         log_split: whether stdout and stderr are kept apart.
@@ -162,7 +180,7 @@ class MockExecutor:
     ) -> None:
         self.name = name
         self.behavior = behavior or outcome_from_labels
-        self.clock: Clock = clock if clock is not None else ManualClock()
+        self.clock: Clock = clock if clock is not None else ManualClock(follow_real_time=True)
         self.healthy = healthy
         self.capacity = capacity
         self.log_split = log_split
@@ -171,6 +189,7 @@ class MockExecutor:
         self.closed = False
         self._records: dict[str, _Record] = {}
         self._by_job: dict[str, str] = {}
+        self._live: dict[str, _Record] = {}  # records not yet seen terminal (for capacity)
         self._attempts: dict[str, int] = {}
         self._counter = 0
         self._lock = threading.Lock()
@@ -184,18 +203,31 @@ class MockExecutor:
     def labels_of(self, execution: Execution) -> dict[str, str]:
         """Return the labels the mock put on the workload (empty when unknown)."""
         record = self._records.get(execution.execution_id)
-        return dict(record.labels) if record else {}
+        if record is None:
+            return {}
+        job = record.job
+        return {
+            **job.labels,
+            "jobrelay.managed": "true",
+            "jobrelay.job-id": job.job_id,
+            "jobrelay.job-name": job.name,
+            "jobrelay.executor": self.name,
+        }
 
     def _state(self, record: _Record, now: float) -> JobStatus:
         outcome = record.outcome
-        started = datetime.fromtimestamp(record.started, _UTC)
-        end = record.started + outcome.duration
+        start = record.started + outcome.pending
+        end = start + outcome.duration
         if record.cancelled_at is not None and record.cancelled_at < end:
-            finished = datetime.fromtimestamp(record.cancelled_at, _UTC)
-            return JobStatus(JobState.CANCELLED, None, "cancelled", started, finished)
+            begun = _stamp(record, start) if record.cancelled_at >= start else None
+            finished = _stamp(record, record.cancelled_at)
+            return JobStatus(JobState.CANCELLED, None, "cancelled", begun, finished)
+        if now < start:
+            return JobStatus(JobState.PENDING)
+        started = _stamp(record, start)
         if now < end:
             return JobStatus(JobState.RUNNING, None, None, started)
-        finished = datetime.fromtimestamp(end, _UTC)
+        finished = started if end == start else datetime.fromtimestamp(end, _UTC)
         if outcome.exit_code == 0:
             return JobStatus(JobState.SUCCEEDED, 0, None, started, finished)
         return JobStatus(
@@ -209,9 +241,16 @@ class MockExecutor:
         return record
 
     def _active(self, now: float) -> int:
-        return sum(
-            1 for record in self._records.values() if not self._state(record, now).is_terminal
-        )
+        # Time only moves forward, so a terminal record stays terminal: drop it from the
+        # live set once, instead of re-checking every record on every launch.
+        finished = [
+            execution_id
+            for execution_id, record in self._live.items()
+            if self._state(record, now).is_terminal
+        ]
+        for execution_id in finished:
+            del self._live[execution_id]
+        return len(self._live)
 
     # -- the protocol -----------------------------------------------------------------
 
@@ -223,9 +262,11 @@ class MockExecutor:
                 self.events.append(MockEvent("launch", job.job_id, existing, "existing"))
                 return self._records[existing].execution
             outcome = self.behavior(job)
-            attempt = self._attempts.get(job.job_id, 0) + 1
-            self._attempts[job.job_id] = attempt
-            if attempt <= outcome.transient_failures:
+            attempt = 0
+            if outcome.transient_failures:
+                attempt = self._attempts.get(job.job_id, 0) + 1
+                self._attempts[job.job_id] = attempt
+            if attempt and attempt <= outcome.transient_failures:
                 self.events.append(MockEvent("launch", job.job_id, None, "transient"))
                 raise TransientExecutorError(
                     f"mock transient failure {attempt}/{outcome.transient_failures}",
@@ -251,14 +292,9 @@ class MockExecutor:
                 job_id=job.job_id,
                 launched_at=datetime.fromtimestamp(now, _UTC),
             )
-            labels = {
-                **job.labels,
-                "jobrelay.managed": "true",
-                "jobrelay.job-id": job.job_id,
-                "jobrelay.job-name": job.name,
-                "jobrelay.executor": self.name,
-            }
-            self._records[execution_id] = _Record(execution, job, outcome, now, labels)
+            record = _Record(execution, job, outcome, now)
+            self._records[execution_id] = record
+            self._live[execution_id] = record
             self._by_job[job.job_id] = execution_id
             self.events.append(MockEvent("launch", job.job_id, execution_id))
             return execution
@@ -312,7 +348,8 @@ class MockExecutor:
                 yield LogLine("stdout" if not self.log_split else stream, line)
 
     def _wait(self, record: _Record) -> None:
-        remaining = record.started + record.outcome.duration - self.clock.time()
+        outcome = record.outcome
+        remaining = record.started + outcome.pending + outcome.duration - self.clock.time()
         if remaining > 0 and record.cancelled_at is None:
             self.clock.sleep(remaining)
 
@@ -321,7 +358,9 @@ class MockExecutor:
         self.events.append(MockEvent("harvest", execution.job_id, execution.execution_id))
         record = self._lookup(execution)
         if record is None:
-            return JobResult(execution, JobStatus(JobState.LOST, reason="no such execution"), Logs())
+            return JobResult(
+                execution, JobStatus(JobState.LOST, reason="no such execution"), Logs()
+            )
         self._wait(record)
         status = self._state(record, self.clock.time())
         out, err = record.outcome.stdout, record.outcome.stderr
@@ -351,6 +390,7 @@ class MockExecutor:
     def _forget(self, execution: Execution) -> None:
         with self._lock:
             record = self._records.pop(execution.execution_id, None)
+            self._live.pop(execution.execution_id, None)
             if record is not None and self._by_job.get(record.job.job_id) == execution.execution_id:
                 del self._by_job[record.job.job_id]
 

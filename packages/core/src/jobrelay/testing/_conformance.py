@@ -432,4 +432,3 @@ def _assert_output(stdout: str, stderr: str, capabilities: Capabilities) -> None
     else:
         assert OUT_MARKER in stdout
         assert ERR_MARKER in stdout
-

@@ -1,0 +1,464 @@
+"""Runtime pieces of routing conditions.
+
+Bounded operations, guarded attribute and item access, the callable whitelist, and
+positions for error messages.
+
+Every operation here either returns a value within the bounds below or raises
+:class:`Fail` (turned into a ``RuleError`` with a column by its caller).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import operator
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, NoReturn
+
+import attrs
+
+from jobrelay._spec import JobSpec
+from jobrelay.errors import RuleError
+
+MAX_TEXT: Final = 4096
+"""Longest condition text, in UTF-8 bytes."""
+MAX_DEPTH: Final = 50
+"""Deepest nesting of brackets or sub-expressions."""
+MAX_INT: Final = 2**64
+"""Largest magnitude of an integer literal or result."""
+MAX_STRING: Final = 65536
+"""Longest string result, in characters."""
+MAX_POWER: Final = 64
+"""Largest exponent of ``**``."""
+
+Context = Mapping[str, Any]
+Fn = Callable[[Context], Any]
+# One side of a comparison: ("const", value, None, fn), ("name", name, where, fn), ("fn", None, None, fn)
+Operand = tuple[str, Any, "Where | None", Fn]
+# A receiver that is a bare name, or name.attr: (name, where, (attr, where) or None)
+Path = tuple[str, "Where", "tuple[str, Where] | None"]
+_MISSING: Any = object()
+
+EMPTY: Context = types.MappingProxyType({})
+NUMBER = (int, float)
+_SHOWN = 120
+
+
+class Fail(Exception):  # noqa: N818 - private signal, converted to RuleError with a column
+    """An operation refused its operands; the message says why."""
+
+
+def short(text: str) -> str:
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def tname(value: object) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+@attrs.frozen
+class Where:
+    """A position in the condition text, to make errors that point at it."""
+
+    text: str
+    column: int | None
+    line: int | None = None
+
+    def error(self, message: str) -> RuleError:
+        line = f" on line {self.line}" if self.line is not None else ""
+        return RuleError(
+            f"{message}{line} in condition {short(self.text)!r}",
+            text=short(self.text),
+            column=self.column,
+        )
+
+
+# -- runtime operations -------------------------------------------------------------------
+
+
+def bounded(value: Any) -> Any:
+    if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
+        raise Fail("integer result beyond 2**64")
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise Fail(f"string result longer than {MAX_STRING} characters")
+    if isinstance(value, complex):
+        raise Fail("complex result")
+    return value
+
+
+def _numbers(symbol: str, a: Any, b: Any) -> None:
+    if not (isinstance(a, NUMBER) and isinstance(b, NUMBER)):
+        raise Fail(f"unsupported operand types for {symbol}: {tname(a)} and {tname(b)}")
+
+
+def _repeat(text: str, times: int) -> str:
+    if times > 0 and len(text) * times > MAX_STRING:
+        raise Fail(f"string result longer than {MAX_STRING} characters")
+    return text * times
+
+
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, str) and isinstance(b, str):
+        if len(a) + len(b) > MAX_STRING:
+            raise Fail(f"string result longer than {MAX_STRING} characters")
+        return a + b
+    _numbers("+", a, b)
+    return bounded(a + b)
+
+
+def _mul(a: Any, b: Any) -> Any:
+    if isinstance(a, str) and isinstance(b, int):
+        return _repeat(a, b)
+    if isinstance(a, int) and isinstance(b, str):
+        return _repeat(b, a)
+    _numbers("*", a, b)
+    return bounded(a * b)
+
+
+def _mod(a: Any, b: Any) -> Any:
+    if isinstance(a, str):
+        raise Fail("string formatting with % is not allowed")
+    _numbers("%", a, b)
+    return bounded(a % b)
+
+
+def _pow(a: Any, b: Any) -> Any:
+    _numbers("**", a, b)
+    if b > MAX_POWER:
+        raise Fail(f"exponent over {MAX_POWER}")
+    return bounded(a**b)
+
+
+def _arith(symbol: str, op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def apply(a: Any, b: Any) -> Any:
+        _numbers(symbol, a, b)
+        return bounded(op(a, b))
+
+    return apply
+
+
+BINARY: dict[type[ast.operator], tuple[str, Callable[[Any, Any], Any]]] = {
+    ast.Add: ("+", _add),
+    ast.Sub: ("-", _arith("-", operator.sub)),
+    ast.Mult: ("*", _mul),
+    ast.Div: ("/", _arith("/", operator.truediv)),
+    ast.FloorDiv: ("//", _arith("//", operator.floordiv)),
+    ast.Mod: ("%", _mod),
+    ast.Pow: ("**", _pow),
+}
+REFUSED_OPERATORS = {
+    ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>",
+    ast.MatMult: "@", ast.Invert: "~",
+}  # fmt: skip
+
+
+def _is_in(a: Any, b: Any) -> bool:
+    return a in b
+
+
+def _not_in(a: Any, b: Any) -> bool:
+    return a not in b
+
+
+COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
+    ast.Eq: ("==", operator.eq),
+    ast.NotEq: ("!=", operator.ne),
+    ast.Lt: ("<", operator.lt),
+    ast.LtE: ("<=", operator.le),
+    ast.Gt: (">", operator.gt),
+    ast.GtE: (">=", operator.ge),
+    ast.In: ("in", _is_in),
+    ast.NotIn: ("not in", _not_in),
+    ast.Is: ("is", operator.is_),
+    ast.IsNot: ("is not", operator.is_not),
+}
+
+# Receivers whose attributes lead to code, globals or the interpreter: never read.
+_OPAQUE = (
+    type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+    types.FrameType, types.CodeType, types.TracebackType, types.GeneratorType,
+    types.CoroutineType, types.AsyncGeneratorType, types.MethodWrapperType,
+    types.WrapperDescriptorType, types.MethodDescriptorType, types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType, types.MemberDescriptorType, functools.partial, property,
+    classmethod, staticmethod,
+)  # fmt: skip
+_PLAIN, _MAPPING, _CLOSED = 0, 1, 2
+_kinds: dict[type, int] = {}
+
+
+def _kind(cls: type) -> int:
+    kind = _kinds.get(cls)
+    if kind is None:
+        kind = (
+            _CLOSED
+            if issubclass(cls, _OPAQUE)
+            else _MAPPING
+            if issubclass(cls, Mapping)
+            else _PLAIN
+        )
+        if len(_kinds) < 4096:
+            _kinds[cls] = kind
+    return kind
+
+
+def _attribute(obj: Any, name: str) -> Any:
+    kind = _kind(type(obj))
+    if kind == _PLAIN:
+        try:
+            return getattr(obj, name)
+        except AttributeError:
+            raise Fail(f"{tname(obj)} has no attribute {name!r}") from None
+    if kind == _MAPPING:
+        try:
+            return obj[name]
+        except KeyError:
+            raise Fail(f"no key {name!r} in the {tname(obj)}") from None
+    raise Fail(f"attributes of a {tname(obj)} are not readable")
+
+
+def read(obj: Any, attr: str, where: Where) -> Any:
+    if attr == "secrets" and isinstance(obj, JobSpec):
+        raise_at(where, "a job's secrets are not readable from conditions")
+    try:
+        return _attribute(obj, attr)
+    except Fail as exc:
+        raise_at(where, str(exc))
+
+
+def name_attribute(name: str, name_where: Where, attr: str, where: Where) -> Fn:
+    """``name.attr`` in one closure: the commonest shape of a condition, made fast."""
+
+    def name_dot_attr(context: Context) -> Any:
+        try:
+            obj = context[name]
+        except KeyError:
+            raise_at(name_where, f"unknown name {name!r}")
+        if _kinds.get(type(obj)) == _PLAIN:
+            try:
+                return getattr(obj, attr)
+            except AttributeError:
+                pass
+        return read(obj, attr, where)
+
+    return name_dot_attr
+
+
+def item(obj: Any, key: Any) -> Any:
+    if not isinstance(obj, (str, tuple, list, Mapping, Sequence)):
+        raise Fail(f"a {tname(obj)} cannot be indexed")
+    try:
+        return obj[key]
+    except (KeyError, IndexError) as exc:
+        what = "key" if isinstance(exc, KeyError) else "index"
+        raise Fail(f"no {what} {key!r} in the {tname(obj)}") from None
+    except TypeError:
+        raise Fail(f"a {tname(obj)} cannot be indexed with a {tname(key)}") from None
+
+
+# name -> (least positional arguments, most (None: any), keywords allowed)
+FUNCTIONS: dict[str, tuple[int, int | None, frozenset[str]]] = {
+    "len": (1, 1, frozenset()),
+    "min": (1, None, frozenset({"default"})),
+    "max": (1, None, frozenset({"default"})),
+}
+BUILTINS: dict[str, Callable[..., Any]] = {"len": len, "min": min, "max": max}
+METHODS: dict[str, tuple[int, int | None, frozenset[str]]] = {
+    "startswith": (1, 3, frozenset()),
+    "endswith": (1, 3, frozenset()),
+    "lower": (0, 0, frozenset()),
+    "upper": (0, 0, frozenset()),
+    "strip": (0, 1, frozenset()),
+    "split": (0, 2, frozenset({"sep", "maxsplit"})),
+}
+STR_METHODS: dict[str, Callable[..., Any]] = {name: getattr(str, name) for name in METHODS}
+
+
+def constant(value: Any) -> Fn:
+    return lambda _context: value
+
+
+def raise_at(where: Where, message: str, exc: BaseException | None = None) -> NoReturn:
+    raise where.error(message) from exc
+
+
+def function_call(
+    function: Callable[..., Any],
+    name: str,
+    arg_fns: tuple[Fn, ...],
+    kw_fns: tuple[tuple[str, Fn], ...],
+    where: Where,
+) -> Fn:
+    def call(context: Context) -> Any:
+        args = [fn(context) for fn in arg_fns]
+        kwargs = {key: fn(context) for key, fn in kw_fns}
+        try:
+            return function(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise_at(where, f"{name}() failed with {type(exc).__name__}: {exc}")
+
+    return call
+
+
+def method_call(
+    method: Callable[..., Any],
+    name: str,
+    receiver: Fn,
+    arg_fns: tuple[Fn, ...],
+    kw_fns: tuple[tuple[str, Fn], ...],
+    where: Where,
+    constants: tuple[Any, ...] | None = None,
+    path: Path | None = None,
+) -> Fn:
+    """Build ``receiver.name(*args, **kwargs)`` for a whitelisted string method.
+
+    ``constants``, when given, are the arguments already computed (all constant);
+    ``path``, when given, says the receiver is ``name`` or ``name.attr``.
+    """
+    # Only case changes can grow a string (German sharp s upper-cases to two letters).
+    grows = name in {"lower", "upper"}
+    if constants is not None and len(constants) == 1 and path is not None and not grows:
+        return _path_method_one(method, name, path, constants[0], where)
+    if constants is not None:
+        if len(constants) == 1 and not grows:
+            (argument,) = constants
+
+            def call_one(context: Context) -> Any:
+                obj = receiver(context)
+                if not isinstance(obj, str):
+                    raise_at(where, f"{name}() is a string method; got {tname(obj)}")
+                try:
+                    return method(obj, argument)
+                except (TypeError, ValueError) as exc:
+                    raise_at(where, f"{name}() failed with {type(exc).__name__}: {exc}")
+
+            return call_one
+
+        def call_constants(context: Context) -> Any:
+            obj = receiver(context)
+            if not isinstance(obj, str):
+                raise_at(where, f"{name}() is a string method; got {tname(obj)}")
+            try:
+                result = method(obj, *constants)
+                return bounded(result) if grows else result
+            except Fail as exc:
+                raise_at(where, str(exc))
+            except (TypeError, ValueError) as exc:
+                raise_at(where, f"{name}() failed with {type(exc).__name__}: {exc}")
+
+        return call_constants
+
+    def call(context: Context) -> Any:
+        obj = receiver(context)
+        if not isinstance(obj, str):
+            raise_at(where, f"{name}() is a string method; got {tname(obj)}")
+        args = [fn(context) for fn in arg_fns]
+        kwargs = {key: fn(context) for key, fn in kw_fns}
+        try:
+            result = method(obj, *args, **kwargs)
+            return bounded(result) if grows else result
+        except Fail as exc:
+            raise_at(where, str(exc))
+        except (TypeError, ValueError) as exc:
+            raise_at(where, f"{name}() failed with {type(exc).__name__}: {exc}")
+
+    return call
+
+
+def _path_method_one(
+    method: Callable[..., Any], name: str, path: Path, argument: Any, where: Where
+) -> Fn:
+    """``name.method(c)`` or ``name.attr.method(c)`` in one closure (a common shape)."""
+    root, root_where, attr = path
+
+    if attr is None:
+
+        def name_method(context: Context) -> Any:
+            try:
+                obj = context[root]
+            except KeyError:
+                raise_at(root_where, f"unknown name {root!r}")
+            if not isinstance(obj, str):
+                raise_at(where, f"{name}() is a string method; got {tname(obj)}")
+            try:
+                return method(obj, argument)
+            except (TypeError, ValueError) as exc:
+                raise_at(where, f"{name}() failed with {type(exc).__name__}: {exc}")
+
+        return name_method
+
+    attr_name, attr_where = attr
+
+    def path_method(context: Context) -> Any:
+        try:
+            obj = context[root]
+        except KeyError:
+            raise_at(root_where, f"unknown name {root!r}")
+        value = getattr(obj, attr_name, _MISSING) if _kinds.get(type(obj)) == _PLAIN else _MISSING
+        if value is _MISSING:
+            value = read(obj, attr_name, attr_where)
+        if not isinstance(value, str):
+            raise_at(where, f"{name}() is a string method; got {tname(value)}")
+        try:
+            return method(value, argument)
+        except (TypeError, ValueError) as exc:
+            raise_at(where, f"{name}() failed with {type(exc).__name__}: {exc}")
+
+    return path_method
+
+
+def compare_one(
+    symbol: str, op: Callable[[Any, Any], Any], left: Operand, right: Operand, where: Where
+) -> Fn:
+    """Build a single comparison, reading constants and bare names without a call."""
+
+    def failed(a: Any, b: Any) -> NoReturn:
+        raise_at(where, f"cannot apply {symbol!r} to {tname(a)} and {tname(b)}")
+
+    left_kind, left_value, left_where, get_left = left
+    right_kind, right_value, _, get_right = right
+    if left_kind == "name" and right_kind == "const":
+        name, constant = left_value, right_value
+
+        def name_const(context: Context) -> Any:
+            try:
+                a = context[name]
+            except KeyError:
+                raise_at(left_where or where, f"unknown name {name!r}")
+            try:
+                return op(a, constant)
+            except TypeError:
+                failed(a, constant)
+
+        return name_const
+    if right_kind == "const":
+        constant = right_value
+
+        def any_const(context: Context) -> Any:
+            a = get_left(context)
+            try:
+                return op(a, constant)
+            except TypeError:
+                failed(a, constant)
+
+        return any_const
+    if left_kind == "const":
+        constant = left_value
+
+        def const_any(context: Context) -> Any:
+            b = get_right(context)
+            try:
+                return op(constant, b)
+            except TypeError:
+                failed(constant, b)
+
+        return const_any
+
+    def any_any(context: Context) -> Any:
+        a, b = get_left(context), get_right(context)
+        try:
+            return op(a, b)
+        except TypeError:
+            failed(a, b)
+
+    return any_any
