@@ -27,7 +27,7 @@ PACKAGES: dict[str, tuple[list[str], list[str]]] = {
     "executor-fargate": ([CORE], ["moto[server]>=5.2.5"]),
 }
 LINT_TOOLS = ["ruff>=0.6"]
-TYPE_TOOLS = ["mypy>=1.10", *TEST_TOOLS]
+TYPE_TOOLS = ["mypy>=1.10", "boto3-stubs[ecs,logs]", *TEST_TOOLS]
 
 
 def _editable(paths: list[str]) -> list[str]:

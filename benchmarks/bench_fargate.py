@@ -1,0 +1,134 @@
+"""Fargate status sweeps: DescribeTasks calls and time, batched vs one call per task.
+
+Claim (issue 6): ``FargateExecutor.statuses()`` asks ECS about N tasks in
+ceil(N/100) DescribeTasks calls. Baseline, in the same run: one DescribeTasks call per
+task (``status()`` in a loop). Both run through boto3 over HTTP against moto's server
+on 127.0.0.1; calls are counted with botocore's ``before-call`` event.
+
+Run: ``python benchmarks/bench_fargate.py`` (needs jobrelay-fargate and moto[server]).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import moto
+from moto.ecs.models import EC2ContainerServiceBackend
+from moto.server import ThreadedMotoServer
+
+from jobrelay import Execution, JobSpec
+from jobrelay_fargate import FargateExecutor
+
+REGION = "us-east-1"
+TASKS = 250
+SIZES = (1, 99, 100, 101, 250)
+REPEATS = 3
+
+
+def _patch_moto() -> None:
+    # moto sums per-container memory to place a task; Fargate needs only task memory.
+    def resources(task_definition: Any) -> dict[str, Any]:
+        return {
+            "CPU": int(task_definition.cpu or 0),
+            "MEMORY": int(task_definition.memory or 0),
+            "PORTS": [],
+            "PORTS_UDP": [],
+        }
+
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(resources)  # type: ignore[method-assign]  # noqa: SLF001 - moto workaround, as in the tests
+
+
+def _post(url: str, payload: dict[str, Any]) -> None:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - local moto
+        answer.read()
+
+
+def _timed(sweep: Callable[[], object]) -> float:
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        sweep()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    _patch_moto()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    # moto's tasks otherwise walk to STOPPED on every DescribeTasks
+    _post(
+        f"{url}/moto-api/state-manager/set-transition",
+        {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10**9}},
+    )
+    session = boto3.session.Session(region_name=REGION)
+    describe_calls = 0
+
+    def count(**_: object) -> None:
+        nonlocal describe_calls
+        describe_calls += 1
+
+    session.events.register("before-call.ecs.DescribeTasks", count)
+    ec2: Any = session.client("ec2", endpoint_url=url)
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    group = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+    ecs: Any = session.client("ecs", endpoint_url=url)
+    ecs.create_cluster(clusterName="bench")
+    try:
+        with FargateExecutor(
+            "bench", [subnet], [group], region=REGION, endpoint_url=url, session=session
+        ) as executor:
+            executions: list[Execution] = [
+                executor.launch(JobSpec("busybox:1.36", ["true"], job_id=f"bench-{i}"))
+                for i in range(TASKS)
+            ]
+            _report(executor, executions, lambda: describe_calls)
+    finally:
+        server.stop()
+
+
+def _report(
+    executor: FargateExecutor, executions: list[Execution], calls: Callable[[], int]
+) -> None:
+    print(f"Fargate status sweep: boto3 {boto3.__version__} over HTTP to moto {moto.__version__}")
+    print(f"{'tasks':>6} {'batched calls':>14} {'ceil(N/100)':>12} {'one-per-task calls':>19}")
+    for size in SIZES:
+        subset = executions[:size]
+        before = calls()
+        executor.statuses(subset)
+        batched = calls() - before
+        before = calls()
+        for execution in subset:
+            executor.status(execution)
+        single = calls() - before
+        assert batched == math.ceil(size / 100), (size, batched)
+        print(f"{size:>6} {batched:>14} {math.ceil(size / 100):>12} {single:>19}")
+
+    batched_time = _timed(lambda: executor.statuses(executions))
+    single_time = _timed(lambda: [executor.status(e) for e in executions])
+    print(f"one sweep of {len(executions)} tasks (median of {REPEATS}):")
+    print(
+        f"  statuses() batched      {batched_time * 1000:8.1f} ms  ({math.ceil(len(executions) / 100)} calls)"
+    )
+    print(f"  status() per task       {single_time * 1000:8.1f} ms  ({len(executions)} calls)")
+    print(
+        f"  ratio (per-task / batched): {single_time / batched_time:.1f}x faster, "
+        f"{len(executions) / math.ceil(len(executions) / 100):.0f}x fewer calls"
+    )
+
+
+if __name__ == "__main__":
+    main()
