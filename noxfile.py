@@ -76,8 +76,6 @@ def bench(session: nox.Session) -> None:
     """Run every benchmark in benchmarks/; each prints its figures and ratio."""
     folders = [f"packages/{name}" for name in PACKAGES]
     session.install(*_editable(folders), "docker>=7", "moto[server]>=5.0")
-    scripts = session.posargs or sorted(
-        str(path) for path in Path("benchmarks").glob("bench_*.py")
-    )
+    scripts = session.posargs or sorted(str(path) for path in Path("benchmarks").glob("bench_*.py"))
     for script in scripts:
         session.run("python", script)

@@ -17,6 +17,7 @@ FENCE = re.compile(r"^```python( skip-check)?\n(.*?)^```", re.MULTILINE | re.DOT
 
 
 def check(folder: Path) -> list[str]:
+    """Return the problems of one package README."""
     problems: list[str] = []
     readme = folder / "README.md"
     if not readme.is_file():
@@ -39,6 +40,7 @@ def check(folder: Path) -> list[str]:
 
 
 def main(folders: list[str]) -> int:
+    """Check every folder's README and the root README's links; exit 1 on problems."""
     problems = [p for folder in folders for p in check(Path(folder))]
     root = Path("README.md").read_text(encoding="utf-8")
     problems += [

@@ -109,7 +109,8 @@ def test_executors_lists_mock_with_distribution(config: Path) -> None:
     proc = jobrelay("executors", "--config", str(config))
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()]
-    assert ["mock", "jobrelay-mock"] == rows[1][:2]
+    assert rows[0] == ["NAME", "DISTRIBUTION", "VERSION", "TARGET"]
+    assert ["mock", "jobrelay-mock", "0.1.0", "jobrelay_mock:MockExecutor"] in rows
     available = {row[0]: row[1] for row in rows if row and row[0] in {"small", "big", "spare"}}
     assert available == {"small": "yes", "big": "yes", "spare": "no"}
 

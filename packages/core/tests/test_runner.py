@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pytest
+
 from jobrelay import (
     Execution,
     JobSpec,
@@ -20,6 +21,7 @@ from jobrelay import (
     Router,
     Runner,
     hookimpl,
+    set_testing,
 )
 from jobrelay_mock import MockExecutor, MockOutcome
 
@@ -372,8 +374,6 @@ def test_invalid_arguments(clock: ManualClock) -> None:
 
 @pytest.fixture(autouse=True)
 def _instant_retries() -> Iterator[None]:
-    import jobrelay
-
-    jobrelay.set_testing(True)
+    set_testing(True)
     yield
-    jobrelay.set_testing(False)
+    set_testing(False)

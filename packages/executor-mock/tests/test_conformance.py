@@ -2,9 +2,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
+
 from jobrelay import Execution, JobSpec
 from jobrelay.testing import ERR_MARKER, FAIL_EXIT_CODE, OUT_MARKER, ExecutorConformance, Scenario
-
 from jobrelay_mock import MockExecutor
 
 _LABELS = {

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from jobrelay._config import load_toml
 from jobrelay._models import JobResult, JobState
 from jobrelay._registry import describe_executors, get_executor
 from jobrelay._runner import JobHandle, Progress, Runner
@@ -269,8 +270,8 @@ def _cmd_batch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def _load_batch(path: Path) -> list[JobSpec]:
     if not path.is_file():
         raise FileNotFoundError(f"batch file not found: {path}")
-    data = _read_toml(path)
-    entries = data.get("jobs")
+    data = load_toml(path)
+    entries = data.get("jobs") if isinstance(data, Mapping) else None
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: expected one or more [[jobs]] tables")
     jobs = []
@@ -288,41 +289,29 @@ def _load_batch(path: Path) -> list[JobSpec]:
     return jobs
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib  # noqa: PLC0415
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib  # noqa: PLC0415
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
 def _table(rows: Sequence[Sequence[str]], out: IO[str]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n")
+        out.write(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            + "\n"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jobrelay`` command; returns the process exit code."""
     out, err = sys.stdout, sys.stderr
     parser = _build_parser()
+    commands = {
+        "executors": lambda a: _cmd_executors(a, out),
+        "route": lambda a: _cmd_route(a, out),
+        "run": lambda a: _cmd_run(a, out, err),
+        "batch": lambda a: _cmd_batch(a, out, err),
+    }
     try:
         args = parser.parse_args(argv)
-        if args.command == "executors":
-            return _cmd_executors(args, out)
-        if args.command == "route":
-            return _cmd_route(args, out)
-        if args.command == "run":
-            return _cmd_run(args, out, err)
-        return _cmd_batch(args, out, err)
-    except UsageError as exc:
-        err.write(f"jobrelay: error: {exc}\n")
-        return 2
-    except _USAGE_ERRORS as exc:
+        return commands[args.command](args)
+    except (UsageError, *_USAGE_ERRORS) as exc:
         err.write(f"jobrelay: error: {exc}\n")
         return 2
     except JobrelayError as exc:

@@ -32,15 +32,17 @@ class Hooks:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
         self._lock = threading.Lock()
-        self._loaded = not load_entry_points
+        self._loaded = threading.Event()
+        if not load_entry_points:
+            self._loaded.set()
 
     def _ensure_loaded(self) -> None:
-        if self._loaded:
+        # Set only once loading is done: a concurrent emit waits on the lock meanwhile.
+        if self._loaded.is_set():
             return
         with self._lock:
-            if self._loaded:
+            if self._loaded.is_set():
                 return
-            self._loaded = True
             # Not pluggy's load_setuptools_entrypoints: it stops at the first plugin
             # that fails, leaving every later one unloaded.
             for ep in importlib_metadata.entry_points(group=PLUGINS_GROUP):
@@ -57,6 +59,7 @@ class Hooks:
                         ep.value,
                         ep.dist.name if ep.dist is not None else "unknown",
                     )
+            self._loaded.set()
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register a hook implementation object; return the name pluggy gave it."""
@@ -73,5 +76,5 @@ class Hooks:
         for impl in reversed(caller.get_hookimpls()):
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
-            except Exception:
+            except Exception:  # noqa: PERF203 - each implementation fails alone
                 logger.exception("hook %s of plugin %r raised; ignored", hook, impl.plugin_name)

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 from jobrelay._models import Capabilities, Execution, Health, JobResult, JobStatus, LogLine, Logs
 from jobrelay._spec import JobSpec
 
-__all__ = ["Executor", "ManagedLister", "REQUIRED_METHODS"]
+__all__ = ["REQUIRED_METHODS", "Executor", "ManagedLister"]
 
 REQUIRED_METHODS = (
     "launch",

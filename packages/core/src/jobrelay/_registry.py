@@ -64,7 +64,7 @@ class _Registry:
             merged.update(self._explicit)
             return merged
 
-    def register(self, name: str, target: type[Any] | str, *, replace: bool) -> None:
+    def register(self, name: object, target: type[Any] | str, *, replace: bool) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"executor name must be a non-empty string, got {name!r}")
         with self._lock:
@@ -97,7 +97,7 @@ class _Registry:
             others = sorted(n for n in entries if n != name)
             try:
                 loaded = _import_target(info.target)
-            except Exception as exc:  # noqa: BLE001 - any failure of a plugin is reported
+            except Exception as exc:
                 raise ExecutorLoadError(
                     name,
                     entry_point=info.target,

@@ -23,7 +23,7 @@ T = TypeVar("T")
 _testing = threading.Event()
 
 
-def set_testing(enabled: bool = True) -> None:  # noqa: FBT001, FBT002 - a switch
+def set_testing(enabled: bool = True) -> None:
     """Make every :class:`RetryPolicy` wait zero seconds between attempts.
 
     For users' test suites: retries still happen (the attempt cap still holds) but

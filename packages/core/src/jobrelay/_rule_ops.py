@@ -143,7 +143,7 @@ BINARY: dict[type[ast.operator], tuple[str, Callable[[Any, Any], Any]]] = {
     ast.Sub: ("-", _arith("-", operator.sub)),
     ast.Mult: ("*", _mul),
     ast.Div: ("/", _arith("/", operator.truediv)),
-    ast.FloorDiv: ("//", _arith("//", operator.floordiv)),
+    ast.FloorDiv: ("//", _arith("//", operator.mod)),
     ast.Mod: ("%", _mod),
     ast.Pow: ("**", _pow),
 }

@@ -1,5 +1,6 @@
-"""The dispatcher: queue jobs, launch within limits, poll in batches, enforce timeouts,
-harvest, clean up, and re-attach to what a crashed process left running.
+"""The dispatcher: launch within limits, poll in batches, time out, harvest, clean up.
+
+It also re-attaches to what a crashed process left running.
 
 One monitor thread owns all state transitions; a thread pool makes the blocking
 backend calls (launch, cancel, harvest, cleanup). A job is launched at most once by
@@ -106,6 +107,11 @@ class JobHandle:
     def status(self) -> JobStatus:
         """The last status the Runner saw (``PENDING``/"queued" before launch)."""
         return self._status
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once :meth:`cancel` (or a cancelling shutdown) asked for the job to stop."""
+        return self._cancel_requested
 
     @property
     def entry(self) -> str:
@@ -266,7 +272,7 @@ class Runner:
         self._counts["cancelled"] += 1
         self._notify_progress()
 
-    def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:  # noqa: FBT001, FBT002
+    def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
         """Stop accepting jobs; optionally cancel the rest; optionally wait for all.
 
         With ``cancel=False`` every submitted job still runs to its end. With
@@ -400,7 +406,7 @@ class Runner:
         except NoExecutorAvailableError as exc:
             if exc.capacity_only:
                 with self._lock:
-                    if handle._cancel_requested:
+                    if handle.cancel_requested:
                         self._drop(handle)
                         return
                     self._launching.discard(handle)
@@ -423,7 +429,7 @@ class Runner:
             handle._status = JobStatus(JobState.PENDING, reason="launched")
             handle._launched.set()
             self._active[execution.execution_id] = handle
-            if handle._cancel_requested:
+            if handle.cancel_requested:
                 self._cancel_queue.append(handle)
         self._wakeup.set()
 

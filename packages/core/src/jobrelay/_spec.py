@@ -170,54 +170,65 @@ def _image(value: object) -> str:
     return value
 
 
-def _argv(field: str) -> Any:
-    def convert(value: object) -> tuple[str, ...] | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            try:
-                return tuple(shlex.split(value))
-            except ValueError as exc:
-                raise SpecError(field, f"cannot split {value!r}: {exc}") from None
-        if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
-            items = tuple(value)
-            for i, item in enumerate(items):
-                if not isinstance(item, str):
-                    raise SpecError(f"{field}[{i}]", f"must be a string, got {type(item).__name__}")
-            return items
-        raise SpecError(
-            field, f"must be a sequence of strings or a string, got {type(value).__name__}"
-        )
-
-    return convert
-
-
-def _string_mapping(field: str, *, secret: bool = False, identifiers: bool = True) -> Any:
-    def convert(value: object) -> Mapping[str, str]:
-        if value is None:
-            return MappingProxyType({})
-        if not isinstance(value, Mapping):
-            raise SpecError(field, f"must be a mapping, got {type(value).__name__}")
-        out: dict[str, str] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SpecError(field, f"keys must be strings, got {type(key).__name__}")
-            if identifiers and not _IDENT_RE.fullmatch(key):
-                raise SpecError(f"{field}[{key!r}]", "name must match [A-Za-z_][A-Za-z0-9_]*")
+def _to_argv(field: str, value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise SpecError(field, f"cannot split {value!r}: {exc}") from None
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        items = tuple(value)
+        for i, item in enumerate(items):
             if not isinstance(item, str):
-                shown = "" if secret else f" {item!r}"
-                raise SpecError(
-                    f"{field}[{key!r}]",
-                    f"value must be a string, got {type(item).__name__}{shown}",
-                )
-            out[key] = item
-        return MappingProxyType(out)
+                raise SpecError(f"{field}[{i}]", f"must be a string, got {type(item).__name__}")
+        return items
+    raise SpecError(field, f"must be a sequence of strings or a string, got {type(value).__name__}")
 
-    return convert
+
+def _command(value: object) -> tuple[str, ...] | None:
+    return _to_argv("command", value)
+
+
+def _entrypoint(value: object) -> tuple[str, ...] | None:
+    return _to_argv("entrypoint", value)
+
+
+def _to_string_mapping(
+    field: str, value: object, *, secret: bool = False, identifiers: bool = True
+) -> Mapping[str, str]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise SpecError(field, f"must be a mapping, got {type(value).__name__}")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise SpecError(field, f"keys must be strings, got {type(key).__name__}")
+        if identifiers and not _IDENT_RE.fullmatch(key):
+            raise SpecError(f"{field}[{key!r}]", "name must match [A-Za-z_][A-Za-z0-9_]*")
+        if not isinstance(item, str):
+            shown = "" if secret else f" {item!r}"
+            raise SpecError(
+                f"{field}[{key!r}]",
+                f"value must be a string, got {type(item).__name__}{shown}",
+            )
+        out[key] = item
+    return MappingProxyType(out)
+
+
+def _env(value: object) -> Mapping[str, str]:
+    return _to_string_mapping("env", value)
+
+
+def _secrets(value: object) -> Mapping[str, str]:
+    # Never show a secret value, even a malformed one.
+    return _to_string_mapping("secrets", value, secret=True)
 
 
 def _labels(value: object) -> Mapping[str, str]:
-    converted: Mapping[str, str] = _string_mapping("labels", identifiers=False)(value)
+    converted = _to_string_mapping("labels", value, identifiers=False)
     for key in converted:
         if not key:
             raise SpecError("labels", "keys must not be empty")
@@ -238,19 +249,20 @@ def _timeout(value: object) -> float | None:
     return _positive_number("timeout", value)
 
 
-def _optional_str(field: str) -> Any:
-    def convert(value: object) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise SpecError(field, f"must be a non-empty string, got {value!r}")
-        return value
+def _to_optional_str(field: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise SpecError(field, f"must be a non-empty string, got {value!r}")
+    return value
 
-    return convert
+
+def _preferred_executor(value: object) -> str | None:
+    return _to_optional_str("preferred_executor", value)
 
 
 def _working_dir(value: object) -> str | None:
-    converted: str | None = _optional_str("working_dir")(value)
+    converted = _to_optional_str("working_dir", value)
     if converted is not None and not converted.startswith("/"):
         raise SpecError("working_dir", f"must be an absolute path, got {converted!r}")
     return converted
@@ -328,16 +340,16 @@ class JobSpec:
     """
 
     image: str = attrs.field(converter=_image)
-    command: tuple[str, ...] | None = attrs.field(default=None, converter=_argv("command"))
+    command: tuple[str, ...] | None = attrs.field(default=None, converter=_command)
     entrypoint: tuple[str, ...] | None = attrs.field(
-        default=None, converter=_argv("entrypoint"), kw_only=True
+        default=None, converter=_entrypoint, kw_only=True
     )
     env: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_string_mapping("env"), kw_only=True
+        factory=dict, converter=_env, kw_only=True
     )
     secrets: Mapping[str, str] = attrs.field(
         factory=dict,
-        converter=_string_mapping("secrets", secret=True),
+        converter=_secrets,
         repr=_secrets_repr,
         kw_only=True,
     )
@@ -352,7 +364,7 @@ class JobSpec:
     job_id: str = attrs.field(factory=_new_job_id, converter=_job_id, kw_only=True)
     working_dir: str | None = attrs.field(default=None, converter=_working_dir, kw_only=True)
     preferred_executor: str | None = attrs.field(
-        default=None, converter=_optional_str("preferred_executor"), kw_only=True
+        default=None, converter=_preferred_executor, kw_only=True
     )
     metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_metadata, kw_only=True)
     max_retries: int = attrs.field(default=0, converter=_max_retries, kw_only=True)

@@ -33,13 +33,10 @@ __all__ = ["MockEvent", "MockExecutor", "MockOutcome"]
 _UTC = timezone.utc
 
 
-def _non_negative_int(field: str) -> Callable[[object], int]:
-    def convert(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise SpecError(field, f"must be an int of 0 or more, got {value!r}")
-        return value
-
-    return convert
+def _transient_failures(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError("transient_failures", f"must be an int of 0 or more, got {value!r}")
+    return value
 
 
 def _duration(value: object) -> float:
@@ -77,7 +74,7 @@ class MockOutcome:
     pending: float = attrs.field(default=0.0, converter=_duration)
     launch_error: str | None = None
     transient_failures: int = attrs.field(
-        default=0, converter=_non_negative_int("transient_failures")
+        default=0, converter=_transient_failures
     )
     lost: bool = False
 

@@ -327,7 +327,7 @@ class ExecutorConformance:
     ) -> None:
         jobs = [make_job(Scenario.SUCCEED), make_job(Scenario.FAIL)]
         executions = [self._launch(executor, launched, job) for job in jobs]
-        for execution, job in zip(executions, jobs):
+        for execution, job in zip(executions, jobs, strict=True):
             settle(execution, job)
         everything = [*executions, unknown_execution]
         batch = executor.statuses(everything)
