@@ -92,14 +92,20 @@ def main() -> int:
     if docker_available():
         baseline = sequential_docker_run(args.docker_jobs)
         ours = runner_docker(args.docker_jobs, args.workers)
-        print(f"docker: {args.docker_jobs} jobs, sequential `docker run --rm`: {baseline:.2f} jobs/s")
-        print(f"docker: {args.docker_jobs} jobs, Runner(max_workers={args.workers}): {ours:.2f} jobs/s")
+        print(
+            f"docker: {args.docker_jobs} jobs, sequential `docker run --rm`: {baseline:.2f} jobs/s"
+        )
+        print(
+            f"docker: {args.docker_jobs} jobs, Runner(max_workers={args.workers}): {ours:.2f} jobs/s"
+        )
         print(f"docker: ratio Runner / sequential = {ours / baseline:.2f}x (target >= 2x)")
     else:
         print(f"docker: skipped (no daemon or no image {IMAGE})")
 
     rate = runner_mock(args.mock_jobs, args.workers)
-    print(f"mock: {args.mock_jobs} jobs through Runner(max_workers={args.workers}): {rate:,.0f} jobs/s")
+    print(
+        f"mock: {args.mock_jobs} jobs through Runner(max_workers={args.workers}): {rate:,.0f} jobs/s"
+    )
     return 0
 
 

@@ -160,9 +160,14 @@ def test_timeout_counts_from_start_not_submission(clock: ManualClock) -> None:
 def test_timeout_cancels_and_keeps_logs(clock: ManualClock) -> None:
     mock = MockExecutor(clock=clock)
     endless = job(duration="3600", timeout="10", stdout="partial output")
+    recorder = Recorder()
     with make_router(clock, mock=mock) as router, Runner(router, clock=clock) as runner:
+        router.hooks.register(recorder)
         handle = runner.submit(endless)
         result = handle.result(10)
+    changes = [detail for kind, _, detail in recorder.events if kind == "changed"]
+    assert changes[-1] == (JobState.RUNNING, JobState.TIMED_OUT)
+    assert handle.status().state is JobState.TIMED_OUT
     assert result.state is JobState.TIMED_OUT
     assert result.status.reason == "timed out after 10.0s"
     assert result.logs.stdout == "partial output"

@@ -465,6 +465,8 @@ class Runner:
 
     def _observe(self, handle: JobHandle, status: JobStatus, now: float) -> bool:
         assert handle.execution is not None  # noqa: S101
+        if handle._timed_out and status.state is JobState.CANCELLED:
+            status = _as_timed_out(status, handle)
         old = handle._status.state
         handle._status = status
         if status.state is not old:
@@ -521,13 +523,7 @@ class Runner:
         self.router.release(execution)
         if result is not None and handle._timed_out and result.status.state is JobState.CANCELLED:
             # We stopped it because it ran past its timeout: say so, keep exit code and logs.
-            timeout = handle.job.timeout if handle.job is not None else None
-            result = attrs.evolve(
-                result,
-                status=attrs.evolve(
-                    result.status, state=JobState.TIMED_OUT, reason=f"timed out after {timeout}s"
-                ),
-            )
+            result = attrs.evolve(result, status=_as_timed_out(result.status, handle))
         if result is None:
             result = JobResult(
                 execution,
@@ -557,6 +553,11 @@ class Runner:
                 self._progress_cb(current)
             except Exception:
                 logger.exception("progress callback raised; ignored")
+
+
+def _as_timed_out(status: JobStatus, handle: JobHandle) -> JobStatus:
+    timeout = handle.job.timeout if handle.job is not None else None
+    return attrs.evolve(status, state=JobState.TIMED_OUT, reason=f"timed out after {timeout}s")
 
 
 def _entry_name(execution: Execution) -> str:
