@@ -344,7 +344,7 @@ def test_no_job_launched_twice_when_statuses_are_slow(clock: ManualClock) -> Non
     ):
         results = runner.run(jobs)
     assert all(r.succeeded for r in results)
-    launches = [e.job_id for e in mock.calls("launch")]
+    launches = [str(e.job_id) for e in mock.calls("launch")]
     assert sorted(launches) == sorted(j.job_id for j in jobs)
 
 
