@@ -74,9 +74,7 @@ def contexts(draw: st.DrawFn) -> dict[str, Any]:
 
 int_leaves = st.one_of(
     small_int.map(lambda v: _leaf(repr(v))),
-    st.sampled_from(["a", "b", "obj.size", "obj.inner.level", "len(items)", "len(m)"]).map(
-        _leaf
-    ),
+    st.sampled_from(["a", "b", "obj.size", "obj.inner.level", "len(items)", "len(m)"]).map(_leaf),
     st.sampled_from(KEYS).map(lambda key: _leaf(f"m[{key!r}]")),
 )
 float_leaves = st.one_of(
@@ -193,49 +191,72 @@ def expressions(depth: int = 5) -> st.SearchStrategy[Expr]:
     return st.one_of(*typed.values())
 
 
-# Every operator and call of the language, each with operands of fitting types.
+# Every operator and call of the language, each with operands of fitting types, by name.
 _NUMBER_LEAVES = st.one_of(int_leaves, float_leaves)
-_FLAT: list[st.SearchStrategy[Expr]] = [
-    *(
-        st.tuples(_NUMBER_LEAVES, _NUMBER_LEAVES).map(_binary(op))
+_STR_OR_LIST = st.one_of(str_leaves, list_leaves)
+
+
+def _unary(template: str, leaves: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
+    return leaves.map(_call(template))
+
+
+def _pair(
+    template: str, left: st.SearchStrategy[Expr], right: st.SearchStrategy[Expr]
+) -> st.SearchStrategy[Expr]:
+    return st.tuples(left, right).map(lambda p: _op(template, *p))
+
+
+OPERATIONS: dict[str, st.SearchStrategy[Expr]] = {
+    **{
+        f"number {op} number": _pair("{} " + op + " {}", _NUMBER_LEAVES, _NUMBER_LEAVES)
         for op in ("+", "-", "*", "/", "//", "%", "<", "<=", ">", ">=", "==", "!=")
-    ),
-    *(
-        st.tuples(str_leaves, str_leaves).map(_binary(op))
+    },
+    **{
+        f"str {op} str": _pair("{} " + op + " {}", str_leaves, str_leaves)
         for op in ("+", "<", "<=", ">", ">=", "==", "!=", "in", "not in")
+    },
+    "str in list": _pair("{} in {}", str_leaves, list_leaves),
+    "str not in list": _pair("{} not in {}", str_leaves, list_leaves),
+    "str * int": _pair("{} * {}", str_leaves, int_leaves),
+    "int * str": _pair("{} * {}", int_leaves, str_leaves),
+    "number ** small": st.tuples(_NUMBER_LEAVES, st.integers(-3, 3)).map(
+        lambda p: Expr(f"({p[0].text}) ** {p[1]}", (p[0],))
     ),
-    *(st.tuples(str_leaves, list_leaves).map(_binary(op)) for op in ("in", "not in")),
-    st.tuples(str_leaves, int_leaves).map(_binary("*")),
-    st.tuples(int_leaves, str_leaves).map(_binary("*")),
-    st.tuples(_NUMBER_LEAVES, st.integers(-3, 3)).map(lambda p: Expr(f"({p[0].text}) ** {p[1]}", (p[0],))),
-    *(_NUMBER_LEAVES.map(_call(template)) for template in ("-{}", "+{}", "not {}")),
-    *(
-        st.tuples(bool_leaves, _NUMBER_LEAVES).map(_binary(op))
-        for op in ("and", "or", "+", "==", "is")
+    "-number": _unary("-{}", _NUMBER_LEAVES),
+    "+number": _unary("+{}", _NUMBER_LEAVES),
+    "not any": _unary("not {}", st.one_of(_NUMBER_LEAVES, _STR_OR_LIST, bool_leaves)),
+    "any is None": _unary("{} is None", st.one_of(_NUMBER_LEAVES, str_leaves, bool_leaves)),
+    **{
+        f"any {op} any": _pair(
+            "{} " + op + " {}",
+            st.one_of(bool_leaves, _NUMBER_LEAVES, str_leaves),
+            st.one_of(bool_leaves, _NUMBER_LEAVES, _STR_OR_LIST),
+        )
+        for op in ("and", "or")
+    },
+    "bool + number": _pair("{} + {}", bool_leaves, _NUMBER_LEAVES),
+    **{f"str.{m}(str)": _pair("{}." + m + "({})", str_leaves, str_leaves) for m in (
+        "startswith", "endswith", "strip", "split")},
+    **{f"str.{m}()": _unary("{}." + m + "()", str_leaves) for m in ("lower", "upper", "strip", "split")},
+    "str.split(str, maxsplit=int)": st.tuples(str_leaves, str_leaves, st.integers(-1, 2)).map(
+        lambda p: Expr(f"({p[0].text}).split(({p[1].text}), maxsplit={p[2]})", p[:2])
     ),
-    *(
-        st.tuples(str_leaves, str_leaves).map(lambda p, m=m: _op("{}." + m + "({})", *p))
-        for m in ("startswith", "endswith", "strip", "split")
-    ),
-    *(str_leaves.map(_call("{}." + m + "()")) for m in ("lower", "upper", "strip", "split")),
-    *(st.tuples(st.one_of(str_leaves, list_leaves), st.integers(-4, 4)).map(
+    "index": st.tuples(_STR_OR_LIST, st.integers(-4, 4)).map(
         lambda p: Expr(f"({p[0].text})[{p[1]}]", (p[0],))
-    ),),
-    *(
-        st.tuples(_NUMBER_LEAVES, _NUMBER_LEAVES).map(lambda p, f=f: _op(f + "({}, {})", *p))
-        for f in ("min", "max")
     ),
-    *(st.one_of(str_leaves, list_leaves).map(_call(f + "({})")) for f in ("len", "min", "max")),
-    st.tuples(bool_leaves, _NUMBER_LEAVES, str_leaves).map(lambda p: _op("{1} if {0} else {2}", *p)),
-    st.tuples(_NUMBER_LEAVES, _NUMBER_LEAVES, _NUMBER_LEAVES).map(
+    "mapping[key]": st.sampled_from(KEYS).map(lambda key: _leaf(f"m[{key!r}]")),
+    "key in mapping": st.sampled_from(KEYS).map(lambda key: _leaf(f"{key!r} in m")),
+    **{f"{f}(number, number)": _pair(f + "({}, {})", _NUMBER_LEAVES, _NUMBER_LEAVES) for f in (
+        "min", "max")},
+    **{f"{f}(str or list)": _unary(f + "({})", _STR_OR_LIST) for f in ("len", "min", "max")},
+    "x if c else y": st.tuples(bool_leaves, _NUMBER_LEAVES, str_leaves).map(
+        lambda p: _op("{1} if {0} else {2}", *p)
+    ),
+    "a < b <= c": st.tuples(_NUMBER_LEAVES, _NUMBER_LEAVES, _NUMBER_LEAVES).map(
         lambda p: _op("{} < {} <= {}", *p)
     ),
-]  # fmt: skip
-
-
-def single_operations() -> st.SearchStrategy[Expr]:
-    """One operator or call over leaves: every piece of the language, evenly drawn."""
-    return st.one_of(*_FLAT)
+    "[a, b]": _pair("[{}, {}]", str_leaves, _NUMBER_LEAVES),
+}  # fmt: skip
 
 
 TOKENS = [

@@ -11,15 +11,14 @@ its capabilities). ``launch`` tries the next available candidate when one refuse
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import attrs
 
+from jobrelay._availability import Availability
 from jobrelay._clock import Clock, SystemClock
 from jobrelay._config import (
     ExecutorEntry,
@@ -33,7 +32,7 @@ from jobrelay._config import (
     parse_ttl,
 )
 from jobrelay._hooks import Hooks
-from jobrelay._models import Capabilities, Execution
+from jobrelay._models import Execution
 from jobrelay._retry import RetryPolicy
 from jobrelay._rule_ops import Fn
 from jobrelay._rules import rule_function
@@ -54,6 +53,8 @@ ROUTE_METADATA_KEY = "jobrelay.route"
 """Key of the routing record that ``Router.launch`` adds to ``Execution.metadata``."""
 
 _Skips = list[tuple[str, str]]
+_INFO = logging.INFO
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 
 
 @attrs.frozen
@@ -156,19 +157,17 @@ class Router:
         )
         self._functions = tuple(function for function, _, _ in self._program)
         self._default = None if default is None else parse_name("default", default, names)
+        # Where each rule sends a job, then the default: the fast path's lookup table.
+        self._targets = (*(rule.executor for rule in self._rules), self._default)
         self._fallback = parse_fallback(fallback, names)
         self._health_ttl = parse_ttl(health_ttl)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.hooks: Hooks = hooks if hooks is not None else Hooks()
-        self._lock = threading.Lock()
-        self._in_flight: dict[str, int] = dict.fromkeys(names, 0)
-        self._slots: dict[tuple[str, str], str] = {}
-        self._health: dict[str, tuple[float, str | None]] = {}
-        self._limits: dict[str, Capabilities | None] = {}
         self._plain: dict[int | str, RouteDecision] = {}
-        # The system clock read without a method call: route() is on every job's path.
-        self._now = time.time if type(self._clock) is SystemClock else self._clock.time
+        self._available = Availability(self._entries, self.executor, self._health_ttl, self._clock)
+        self._check = self._available.check
+        self._ready = self._available.ready
 
     # -- construction from settings ---------------------------------------------------
 
@@ -278,7 +277,7 @@ class Router:
     def in_flight(self, name: str) -> int:
         """Executions launched on ``name`` through this router and not yet released."""
         self._entry(name)
-        return self._in_flight[name]
+        return self._available.in_flight(name)
 
     def max_concurrent(self, name: str) -> int | None:
         """The capacity of ``name`` (None: unlimited)."""
@@ -307,25 +306,55 @@ class Router:
             NoExecutorAvailableError: no candidate is available; ``skipped`` says why.
         """
         names = _context(job, context)
+        if job.preferred_executor is None:
+            decision = self._plain_route(job, names)
+            if decision is not None:
+                return decision
         skipped: _Skips = []
-        seen: set[str] = set()
+        tried: list[str] = []  # a list: mostly empty, and cheaper than a set to make
         capacity = others = position = 0
         while (found := self._next(job, names, position, skipped)) is not None:
             name, reason, rule, position = found
-            if name in seen:
+            if name in tried:
                 continue
-            seen.add(name)
             why, full = self._check(name, job)
             if why is None:
-                decision = (
-                    self._plain.get(name if position == 1 else position) if not skipped else None
-                ) or self._decision(name, reason, rule, skipped, position)
+                decision = self._decision(name, reason, rule, skipped, position)
                 if logger.isEnabledFor(logging.INFO):
                     self._log(job, decision)
                 return decision
+            tried.append(name)
             skipped.append((name, why))
             capacity, others = capacity + full, others + (not full)
         raise self._nothing(job, skipped, capacity > 0 and others == 0)
+
+    def _plain_route(self, job: JobSpec, names: Mapping[str, Any]) -> RouteDecision | None:
+        """Route the common case fast: the first matching candidate is available.
+
+        That is the first matching rule's executor, or the default, on the path of
+        every job. Anything else (a rule that raises, an unavailable candidate) returns
+        None, and the general loop handles it from the start: conditions are pure, so
+        evaluating them again changes nothing.
+        """
+        functions = self._functions
+        try:
+            for function in functions:
+                if function(names):
+                    index = functions.index(function)  # the first rule with this condition
+                    break
+            else:
+                index = len(functions)
+        except Exception:  # noqa: BLE001 - the general loop reports it
+            return None
+        name = self._targets[index]
+        decision = self._plain.get(index + 2)
+        # ready() calls no executor: a stale health answer sends the job down the
+        # general loop, which checks health once.
+        if decision is None or name is None or not self._ready(name, job):
+            return None
+        if logger.isEnabledFor(_INFO):
+            self._log(job, decision)
+        return decision
 
     def launch(self, job: JobSpec, context: Mapping[str, Any] | None = None) -> Execution:
         """Route ``job`` and launch it, moving on to the next candidate when one fails.
@@ -350,7 +379,7 @@ class Router:
             if name in seen:
                 continue
             seen.add(name)
-            why, full = self._reserve(name, job)
+            why, full = self._available.reserve(name, job)
             if why is not None:
                 skipped.append((name, why))
                 capacity, others = capacity + full, others + (not full)
@@ -389,7 +418,7 @@ class Router:
             executor = self.executor(name)
             execution: Execution = self.retry.call(executor.launch, job)
         except (ExecutorError, ExecutorLoadError, ConfigError) as exc:
-            self._unreserve(name)
+            self._available.unreserve(name)
             hops.append((name, f"{type(exc).__name__}: {exc}"))
             logger.warning(
                 "launching job %s on %r failed, trying the next candidate: %s",
@@ -401,15 +430,10 @@ class Router:
                 self.hooks.emit("launch_failed", job=job, executor=name, error=exc)
             return None
         except BaseException:
-            self._unreserve(name)
+            self._available.unreserve(name)
             raise
         hops.append((name, "launched"))
-        key = (execution.executor, execution.execution_id)
-        with self._lock:
-            if key in self._slots:  # the same job_id again: the backend returned its execution
-                self._in_flight[name] -= 1
-            else:
-                self._slots[key] = name
+        self._available.hold(name, execution)
         return execution
 
     def release(self, execution: Execution) -> None:
@@ -418,10 +442,7 @@ class Router:
         Call it once the execution is terminal or cleaned up. Idempotent, and harmless
         for executions this router did not launch.
         """
-        with self._lock:
-            name = self._slots.pop((execution.executor, execution.execution_id), None)
-            if name is not None:
-                self._in_flight[name] -= 1
+        self._available.release(execution)
 
     def _next(
         self, job: JobSpec, names: Mapping[str, Any], position: int, skipped: _Skips
@@ -438,22 +459,16 @@ class Router:
             position = 1
         functions = self._functions
         end = len(functions) + 1
-        while position < end:
-            position += 1
-            try:
-                if functions[position - 2](names):
-                    rule = self._rules[position - 2]
-                    return rule.executor, rule.reason, rule, position
-            except Exception as exc:  # noqa: BLE001 - a bad rule must not stop routing
-                _, rule, index = self._program[position - 2]
-                logger.warning(
-                    "rules[%d] (%s) could not be evaluated for job %s: %s",
-                    index,
-                    rule.condition,
-                    job.job_id,
-                    exc,
-                )
-                skipped.append((rule.executor, f"rules[{index}] could not be evaluated: {exc}"))
+        if position < end:
+            for index in range(position - 1, end - 1):
+                try:
+                    if functions[index](names):
+                        rule = self._rules[index]
+                        return rule.executor, rule.reason, rule, index + 2
+                # A bad rule must not stop routing; try costs nothing until it raises.
+                except Exception as exc:  # noqa: BLE001, PERF203
+                    self._unevaluable(job, index, exc, skipped)
+            position = end
         if position == end:
             if self._default is not None:
                 return self._default, "default", None, end + 1
@@ -463,68 +478,16 @@ class Router:
             return self._fallback[fallback], "fallback", None, position + 1
         return None
 
-    # -- availability -----------------------------------------------------------------
-
-    def _check(self, name: str, job: JobSpec | None) -> tuple[str | None, bool]:
-        """``(why not, because full)``; ``(None, False)`` when ``name`` can take ``job``."""
-        entry = self._entries.get(name)
-        if entry is None:
-            return "not configured", False
-        if not entry.enabled:
-            return "disabled", False
-        limit = entry.max_concurrent
-        if limit is not None and self._in_flight[name] >= limit:
-            return f"at capacity ({self._in_flight[name]}/{limit} running)", True
-        cached = self._health.get(name)
-        now = self._now()
-        problem = cached[1] if cached is not None and now < cached[0] else self._probe(name, now)
-        if problem is not None:
-            return problem, False
-        return (None, False) if job is None else (_misfit(self._limits.get(name), job), False)
-
-    def _probe(self, name: str, now: float) -> str | None:
-        """Check health (creating the executor if need be); cache the answer."""
-        limits: Capabilities | None = None
-        try:
-            executor = self.executor(name)
-        except Exception as exc:  # noqa: BLE001 - a broken backend is unavailable, not fatal
-            problem: str | None = f"could not be created: {exc}"
-        else:
-            try:
-                health = executor.health()
-            except Exception as exc:  # noqa: BLE001 - the contract says never raise; some do
-                problem = f"health check raised {type(exc).__name__}: {exc}"
-            else:
-                healthy = bool(getattr(health, "healthy", False))
-                detail = getattr(health, "detail", "") or "no detail"
-                problem = None if healthy else f"unhealthy: {detail}"
-            if problem is None:
-                try:
-                    limits = executor.capabilities()
-                except Exception:  # noqa: BLE001 - unknown limits do not block a job
-                    logger.warning("capabilities() of %r raised; ignoring its limits", name)
-        if problem is not None:
-            logger.warning("executor %r is unavailable: %s", name, problem)
-        with self._lock:
-            self._health[name] = (now + self._health_ttl, problem)
-            self._limits[name] = limits
-        return problem
-
-    def _reserve(self, name: str, job: JobSpec) -> tuple[str | None, bool]:
-        why, full = self._check(name, job)
-        if why is not None:
-            return why, full
-        limit = self._entries[name].max_concurrent
-        with self._lock:
-            running = self._in_flight[name]
-            if limit is not None and running >= limit:
-                return f"at capacity ({running}/{limit} running)", True
-            self._in_flight[name] = running + 1
-        return None, False
-
-    def _unreserve(self, name: str) -> None:
-        with self._lock:
-            self._in_flight[name] -= 1
+    def _unevaluable(self, job: JobSpec, position: int, exc: Exception, skipped: _Skips) -> None:
+        _, rule, index = self._program[position]
+        logger.warning(
+            "rules[%d] (%s) could not be evaluated for job %s: %s",
+            index,
+            rule.condition,
+            job.job_id,
+            exc,
+        )
+        skipped.append((rule.executor, f"rules[{index}] could not be evaluated: {exc}"))
 
     # -- reporting --------------------------------------------------------------------
 
@@ -546,9 +509,8 @@ class Router:
 
         Closed executors are created afresh if the router is used again.
         """
-        with self._lock:
-            owned = [entry for entry in self._entries.values() if entry.owned]
-            self._health.clear()
+        owned = [entry for entry in self._entries.values() if entry.owned]
+        self._available.forget_health()
         for entry in owned:
             with entry.lock:
                 instance, entry.instance = entry.instance, None
@@ -578,8 +540,9 @@ class Router:
 
 
 def _context(job: JobSpec, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The names conditions see; ``extra`` (the caller's ``context=``) adds or replaces."""
     resources = job.resources
-    context = {
+    return {
         "job": job,
         "template": job,
         "name": job.name,
@@ -591,20 +554,5 @@ def _context(job: JobSpec, extra: Mapping[str, Any] | None) -> dict[str, Any]:
         "labels": job.labels,
         "metadata": job.metadata,
         "user": None,
+        **(extra or _NO_EXTRA),
     }
-    if extra:
-        context.update(extra)
-    return context
-
-
-def _misfit(limits: Capabilities | None, job: JobSpec) -> str | None:
-    if limits is None:
-        return None
-    resources = job.resources
-    if limits.max_cpu is not None and resources.cpu > limits.max_cpu:
-        return f"job asks {resources.cpu:g} CPUs, executor allows {limits.max_cpu:g}"
-    if limits.max_memory_mb is not None and resources.memory > limits.max_memory_mb:
-        return f"job asks {resources.memory} MiB, executor allows {limits.max_memory_mb}"
-    if resources.gpu > limits.max_gpu:
-        return f"job asks {resources.gpu} GPUs, executor allows {limits.max_gpu}"
-    return None

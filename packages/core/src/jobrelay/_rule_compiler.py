@@ -45,6 +45,8 @@ from jobrelay.errors import RuleError
 
 
 class Code(NamedTuple):
+    """A compiled sub-expression: its closure, and what its readers may inline."""
+
     fn: Fn
     const: bool = False
     value: Any = None
@@ -72,15 +74,6 @@ FORBIDDEN: dict[type[ast.AST], str] = {
 
 
 # -- source text and positions ------------------------------------------------------------
-
-
-def _operand(code: Code) -> Operand:
-    """How a comparison reads one side: a constant, a bare name, or a call."""
-    if code.const:
-        return ("const", code.value, None, code.fn)
-    if code.name is not None and code.where is not None and code.attr is None:
-        return ("name", code.name, code.where, code.fn)
-    return ("fn", None, None, code.fn)
 
 
 class Source:
@@ -360,6 +353,21 @@ class Compiler:
         codes = [self.compile(value, depth) for value in node.values]
         fns = tuple(code.fn for code in codes)
         first, rest = fns[0], fns[1:]
+        if len(fns) == 2 and codes[0].name is not None and codes[0].attr is None:
+            # ``user and ...``: the first operand a bare name, read inline.
+            name, where, second = codes[0].name, codes[0].where, fns[1]
+            is_and = isinstance(node.op, ast.And)
+
+            def name_first(context: Context) -> Any:
+                try:
+                    value = context[name]
+                except KeyError:
+                    raise_at(where or self.source.node(node), f"unknown name {name!r}")
+                if is_and:
+                    return second(context) if value else value
+                return value if value else second(context)
+
+            return Code(name_first)
         if len(fns) == 2:
             second = fns[1]
             if isinstance(node.op, ast.And):
@@ -509,3 +517,14 @@ class Compiler:
                 raise_at(where, "dict keys must be hashable")
 
         return self._wrap(node, mapping, [code for pair in pairs for code in pair])
+
+
+def _operand(code: Code) -> Operand:
+    """How a comparison reads one side: a constant, a name, ``name.attr``, or a call."""
+    if code.const:
+        return ("const", code.value, None, code.fn)
+    if code.name is not None and code.where is not None:
+        if code.attr is None:
+            return ("name", code.name, code.where, code.fn)
+        return ("path", (code.name, code.where, code.attr), None, code.fn)
+    return ("fn", None, None, code.fn)

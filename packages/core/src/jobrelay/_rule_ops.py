@@ -34,7 +34,8 @@ MAX_POWER: Final = 64
 
 Context = Mapping[str, Any]
 Fn = Callable[[Context], Any]
-# One side of a comparison: ("const", value, None, fn), ("name", name, where, fn), ("fn", None, None, fn)
+# One side of a comparison: ("const", value, None, fn), ("name", name, where, fn),
+# ("path", (name, where, (attr, where)), None, fn) or ("fn", None, None, fn).
 Operand = tuple[str, Any, "Where | None", Fn]
 # A receiver that is a bare name, or name.attr: (name, where, (attr, where) or None)
 Path = tuple[str, "Where", "tuple[str, Where] | None"]
@@ -143,7 +144,7 @@ BINARY: dict[type[ast.operator], tuple[str, Callable[[Any, Any], Any]]] = {
     ast.Sub: ("-", _arith("-", operator.sub)),
     ast.Mult: ("*", _mul),
     ast.Div: ("/", _arith("/", operator.truediv)),
-    ast.FloorDiv: ("//", _arith("//", operator.mod)),
+    ast.FloorDiv: ("//", _arith("//", operator.floordiv)),
     ast.Mod: ("%", _mod),
     ast.Pow: ("**", _pow),
 }
@@ -228,17 +229,21 @@ def read(obj: Any, attr: str, where: Where) -> Any:
 
 def name_attribute(name: str, name_where: Where, attr: str, where: Where) -> Fn:
     """``name.attr`` in one closure: the commonest shape of a condition, made fast."""
+    plain: type | None = None  # the last receiver type seen to be plain data
 
     def name_dot_attr(context: Context) -> Any:
+        nonlocal plain
         try:
             obj = context[name]
         except KeyError:
             raise_at(name_where, f"unknown name {name!r}")
-        if _kinds.get(type(obj)) == _PLAIN:
-            try:
-                return getattr(obj, attr)
-            except AttributeError:
-                pass
+        cls = type(obj)
+        if cls is not plain and _kind(cls) == _PLAIN:
+            plain = cls
+        if cls is plain:
+            value = getattr(obj, attr, _MISSING)
+            if value is not _MISSING:
+                return value
         return read(obj, attr, where)
 
     return name_dot_attr
@@ -388,13 +393,18 @@ def _path_method_one(
         return name_method
 
     attr_name, attr_where = attr
+    plain: type | None = None  # the last receiver type seen to be plain data
 
     def path_method(context: Context) -> Any:
+        nonlocal plain
         try:
             obj = context[root]
         except KeyError:
             raise_at(root_where, f"unknown name {root!r}")
-        value = getattr(obj, attr_name, _MISSING) if _kinds.get(type(obj)) == _PLAIN else _MISSING
+        cls = type(obj)
+        if cls is not plain and _kind(cls) == _PLAIN:
+            plain = cls
+        value = getattr(obj, attr_name, _MISSING) if cls is plain else _MISSING
         if value is _MISSING:
             value = read(obj, attr_name, attr_where)
         if not isinstance(value, str):
@@ -410,7 +420,7 @@ def _path_method_one(
 def compare_one(
     symbol: str, op: Callable[[Any, Any], Any], left: Operand, right: Operand, where: Where
 ) -> Fn:
-    """Build a single comparison, reading constants and bare names without a call."""
+    """Build a single comparison, reading constants, names and ``name.attr`` inline."""
 
     def failed(a: Any, b: Any) -> NoReturn:
         raise_at(where, f"cannot apply {symbol!r} to {tname(a)} and {tname(b)}")
@@ -418,19 +428,9 @@ def compare_one(
     left_kind, left_value, left_where, get_left = left
     right_kind, right_value, _, get_right = right
     if left_kind == "name" and right_kind == "const":
-        name, constant = left_value, right_value
-
-        def name_const(context: Context) -> Any:
-            try:
-                a = context[name]
-            except KeyError:
-                raise_at(left_where or where, f"unknown name {name!r}")
-            try:
-                return op(a, constant)
-            except TypeError:
-                failed(a, constant)
-
-        return name_const
+        return _name_const(op, left_value, left_where or where, right_value, failed)
+    if left_kind == "const" and right_kind == "path":
+        return _const_path(op, left_value, right_value, failed)
     if right_kind == "const":
         constant = right_value
 
@@ -462,3 +462,54 @@ def compare_one(
             failed(a, b)
 
     return any_any
+
+
+Failed = Callable[[Any, Any], NoReturn]
+
+
+def _name_const(
+    op: Callable[[Any, Any], Any], name: str, name_where: Where, constant: Any, failed: Failed
+) -> Fn:
+    """``memory_mb > 8192``: the commonest condition of all."""
+
+    def name_const(context: Context) -> Any:
+        try:
+            a = context[name]
+        except KeyError:
+            raise_at(name_where, f"unknown name {name!r}")
+        try:
+            return op(a, constant)
+        except TypeError:
+            failed(a, constant)
+
+    return name_const
+
+
+def _const_path(
+    op: Callable[[Any, Any], Any],
+    constant: Any,
+    path: tuple[str, Where, tuple[str, Where]],
+    failed: Failed,
+) -> Fn:
+    """``"premium" in user.groups``: the attribute read inline."""
+    root, root_where, (attr, attr_where) = path
+    plain: type | None = None  # the last receiver type seen to be plain data
+
+    def const_path(context: Context) -> Any:
+        nonlocal plain
+        try:
+            obj = context[root]
+        except KeyError:
+            raise_at(root_where, f"unknown name {root!r}")
+        cls = type(obj)
+        if cls is not plain and _kind(cls) == _PLAIN:
+            plain = cls
+        b = getattr(obj, attr, _MISSING) if cls is plain else _MISSING
+        if b is _MISSING:
+            b = read(obj, attr, attr_where)
+        try:
+            return op(constant, b)
+        except TypeError:
+            failed(constant, b)
+
+    return const_path

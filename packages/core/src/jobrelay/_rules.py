@@ -29,10 +29,14 @@ time with a :class:`~jobrelay.errors.RuleError` that carries the column.
 
 Evaluation follows Python's semantics on plain data, within bounds: an integer result
 beyond 2**64, a string result beyond 65,536 characters, or a ``**`` exponent over 64
-raises ``RuleError``, as does an unknown name or any failing operation. Attribute
+raises ``RuleError``, as does an unknown name or any failing operation (arithmetic is
+on ``int``, ``float`` and ``bool``, plus ``str + str`` and ``str * int``). A
+sub-expression made only of constants is computed once, at compile time, so ``2**65``
+or ``1 / 0`` is a compile error even in a branch that would never run. Attribute
 access reads non-underscore attributes of ordinary objects and keys of mappings
 (``labels.team`` is ``labels["team"]``); modules, classes, functions, frames and code
-objects expose nothing, and a job's ``secrets`` are never readable.
+objects expose nothing, and a job's ``secrets`` are never readable. A name bound to
+``None`` is just ``None``, so ``user and "premium" in user.groups`` works without a user.
 """
 
 from __future__ import annotations
