@@ -27,7 +27,7 @@ PACKAGES: dict[str, tuple[list[str], list[str]]] = {
     "executor-fargate": ([CORE], ["moto[server]>=5.2.5"]),
 }
 LINT_TOOLS = ["ruff>=0.6"]
-TYPE_TOOLS = ["mypy>=1.10", "boto3-stubs[ecs,logs]", *TEST_TOOLS]
+TYPE_TOOLS = ["mypy>=1.10", "boto3-stubs[ecs,logs]", "nox>=2024.4", *TEST_TOOLS]
 
 
 def _editable(paths: list[str]) -> list[str]:
@@ -61,6 +61,7 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", *(f"{folder}/src" for folder in folders))
     for folder in folders:
         session.run("mypy", f"{folder}/tests")
+    session.run("mypy", "benchmarks", ".ci/check_readmes.py", "noxfile.py")
 
 
 @nox.session

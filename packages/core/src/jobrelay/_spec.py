@@ -344,9 +344,7 @@ class JobSpec:
     entrypoint: tuple[str, ...] | None = attrs.field(
         default=None, converter=_entrypoint, kw_only=True
     )
-    env: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_env, kw_only=True
-    )
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env, kw_only=True)
     secrets: Mapping[str, str] = attrs.field(
         factory=dict,
         converter=_secrets,

@@ -73,9 +73,7 @@ class MockOutcome:
     duration: float = attrs.field(default=0.0, converter=_duration)
     pending: float = attrs.field(default=0.0, converter=_duration)
     launch_error: str | None = None
-    transient_failures: int = attrs.field(
-        default=0, converter=_transient_failures
-    )
+    transient_failures: int = attrs.field(default=0, converter=_transient_failures)
     lost: bool = False
 
 
