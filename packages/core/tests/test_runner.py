@@ -12,6 +12,7 @@ import pytest
 
 from jobrelay import (
     Execution,
+    ExecutorError,
     JobSpec,
     JobState,
     JobStatus,
@@ -284,6 +285,36 @@ def test_hooks_fire_on_each_transition(clock: ManualClock) -> None:
         (JobState.RUNNING, JobState.SUCCEEDED),
     ]
     assert kinds[-1] == ("finished", JobState.SUCCEEDED)
+
+
+class BrokenHarvest(MockExecutor):
+    """A backend that loses the output of finished jobs."""
+
+    def harvest(self, execution: Execution) -> Any:
+        raise ExecutorError("log store unreachable", executor=self.name)
+
+
+def test_harvest_failure_reaches_the_handle_and_frees_everything(clock: ManualClock) -> None:
+    mock = BrokenHarvest(clock=clock)
+    with (
+        make_router(clock, mock={"instance": mock, "max_concurrent": 1}) as router,
+        Runner(router, clock=clock) as runner,
+    ):
+        first = runner.submit(job(exit_code="4"))
+        with pytest.raises(ExecutorError, match="log store unreachable"):
+            first.result(10)
+        status = first.status()
+        assert (status.state, status.exit_code) == (JobState.FAILED, 4)
+        assert status.reason == "harvest failed: log store unreachable"
+        # The slot was released and the workload cleaned: the next job runs.
+        second = runner.submit(job())
+        with pytest.raises(ExecutorError):
+            second.result(10)
+    assert [e.execution_id for e in mock.calls("cleanup")] == [
+        first.execution.execution_id if first.execution else None,
+        second.execution.execution_id if second.execution else None,
+    ]
+    assert router.in_flight("mock") == 0
 
 
 def test_a_raising_hook_never_breaks_a_job(clock: ManualClock) -> None:

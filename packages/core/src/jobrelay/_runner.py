@@ -525,10 +525,10 @@ class Runner:
             # We stopped it because it ran past its timeout: say so, keep exit code and logs.
             result = attrs.evolve(result, status=_as_timed_out(result.status, handle))
         if result is None:
+            # Keep what the sweep saw (the job did end), say why there are no logs.
+            seen = handle._status if handle._status.is_terminal else JobStatus(JobState.LOST)
             result = JobResult(
-                execution,
-                JobStatus(JobState.LOST, reason=f"harvest failed: {error}"),
-                Logs(),
+                execution, attrs.evolve(seen, reason=f"harvest failed: {error}"), Logs()
             )
         with self._lock:
             self._active.pop(execution.execution_id, None)
