@@ -11,6 +11,7 @@ Run: ``python benchmarks/bench_fargate.py`` (needs jobrelay-fargate and moto[ser
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import statistics
@@ -65,6 +66,8 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     _patch_moto()
+    # The fake server's per-request access log would drown the figures.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
