@@ -192,3 +192,28 @@ def test_secret_never_printed() -> None:
     proc = jobrelay("run", "--secret", f"TOKEN={canary}", "--label", "mock.exit-code=2", "busybox")
     assert proc.returncode == 2
     assert canary not in proc.stdout + proc.stderr
+
+
+def test_run_prints_harvested_output_when_the_stream_gives_nothing(tmp_path: Path) -> None:
+    plugin = tmp_path / "silent_stream.py"
+    plugin.write_text(
+        "from jobrelay_mock import MockExecutor\n\n"
+        "class SilentStream(MockExecutor):\n"
+        "    def stream_logs(self, execution):\n"
+        "        return iter(())\n"
+    )
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]\n"
+        "import jobrelay\n"
+        "jobrelay.register_executor('silent', 'silent_stream:SilentStream')\n"
+        "from jobrelay._cli import main\n"
+        "raise SystemExit(main())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), "run", "--executor", "silent",
+         "--label", "mock.stdout=kept", "--label", "mock.stderr=also kept", "busybox"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "kept"
+    assert proc.stderr.startswith("also kept")

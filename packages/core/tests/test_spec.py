@@ -446,3 +446,14 @@ def test_memory_ints_are_mib(mib: int) -> None:
 @given(st.dictionaries(identifiers, st.text(max_size=5), max_size=4))
 def test_env_names_accepted(env: dict[str, str]) -> None:
     assert dict(JobSpec("busybox", env=env).env) == env
+
+
+def test_job_specs_are_hashable_by_their_idempotency_key() -> None:
+    first = JobSpec("busybox", ["true"], env={"A": "1"}, labels={"k": "v"}, job_id="job-1")
+    same = JobSpec("busybox", ["true"], env={"A": "1"}, labels={"k": "v"}, job_id="job-1")
+    other = JobSpec("busybox", ["true"], env={"A": "2"}, job_id="job-1")
+    assert first == same
+    assert hash(first) == hash(same)
+    assert len({first, same}) == 1
+    assert first != other  # same key, different content: unequal but may share a hash
+    assert {first: "x"}[same] == "x"

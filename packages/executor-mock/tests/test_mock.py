@@ -126,6 +126,29 @@ def test_bad_mock_label(executor: MockExecutor, labels: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
+    ("labels", "field", "needle"),
+    [
+        ({"mock.exit_code": "3"}, "labels['mock.exit_code']", "unknown mock label"),
+        ({"mock.stdot": "x"}, "labels['mock.stdot']", "mock.stdout"),
+        ({"mock.lost": "maybe"}, "labels['mock.lost']", "true or false"),
+    ],
+)
+def test_misspelt_or_unclear_mock_label_is_refused(
+    executor: MockExecutor, labels: dict[str, str], field: str, needle: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        executor.launch(job(labels))
+    assert info.value.field == field
+    assert needle in str(info.value)
+    assert executor.list_managed() == []
+
+
+def test_labels_outside_mock_namespace_are_free(executor: MockExecutor) -> None:
+    execution = executor.launch(job({"team": "data", "mockery": "yes"}))
+    assert executor.harvest(execution).succeeded
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"duration": -1},

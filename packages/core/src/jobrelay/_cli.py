@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from jobrelay._config import load_toml
 from jobrelay._models import JobResult, JobState
-from jobrelay._registry import describe_executors, get_executor
+from jobrelay._registry import describe_executors, load_executor_class
 from jobrelay._runner import JobHandle, Progress, Runner
 from jobrelay._spec import JobSpec
 from jobrelay.errors import (
@@ -139,7 +139,8 @@ def _router(config: Path | None, executor: str | None) -> Router:
             raise FileNotFoundError(f"config file not found: {config}")
         return Router.from_toml(config)
     name = executor or DEFAULT_EXECUTOR
-    return Router({name: get_executor(name)}, default=name)
+    load_executor_class(name)  # an unknown or broken executor is a usage error, now
+    return Router({name: {"type": name}}, default=name)
 
 
 # -- commands -------------------------------------------------------------------------
@@ -206,7 +207,7 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def _follow(runner: Runner, handle: JobHandle, out: IO[str], err: IO[str]) -> JobResult:
     """Stream the job's lines to our stdout/stderr live, then return its result."""
     execution = handle.wait_launched()
-    streamed = False
+    streamed = 0
     if execution is not None:
         executor = runner.router.executor(handle.entry)
         if executor.capabilities().log_streaming:
@@ -215,11 +216,13 @@ def _follow(runner: Runner, handle: JobHandle, out: IO[str], err: IO[str]) -> Jo
                     target = err if line.stream == "stderr" else out
                     target.write(line.text if line.text.endswith("\n") else line.text + "\n")
                     target.flush()
-                streamed = True
+                    streamed += 1
             except JobrelayError as exc:
                 err.write(f"jobrelay: log streaming stopped: {exc}\n")
     result = handle.result()
     if not streamed:
+        # Nothing came through the stream (no streaming, or it gave nothing): print
+        # the harvested output instead. After a partial stream, reprinting would repeat.
         out.write(result.logs.stdout)
         err.write(result.logs.stderr)
     return result

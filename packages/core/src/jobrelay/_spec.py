@@ -303,7 +303,7 @@ def _secrets_repr(secrets: Mapping[str, str]) -> str:
     return "{" + ", ".join(f"{key!r}: '***'" for key in secrets) + "}"
 
 
-@attrs.frozen
+@attrs.frozen(unsafe_hash=False)
 class JobSpec:
     """A container job: what to run, with what, where it may go.
 
@@ -366,6 +366,11 @@ class JobSpec:
     )
     metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_metadata, kw_only=True)
     max_retries: int = attrs.field(default=0, converter=_max_retries, kw_only=True)
+
+    def __hash__(self) -> int:
+        # Equal specs share a job_id, so hashing the idempotency key agrees with ==;
+        # the mapping fields are read-only proxies, which cannot be hashed.
+        return hash(self.job_id)
 
     def environment(self) -> dict[str, str]:
         """Return ``env`` and ``secrets`` merged (secrets win), as the workload sees them."""

@@ -97,6 +97,14 @@ def outcome_from_labels(job: JobSpec) -> MockOutcome:
     labels = job.labels
     if not labels or not any(key.startswith("mock.") for key in labels):
         return _DEFAULT_OUTCOME
+    unknown = sorted(key for key in labels if key.startswith("mock.") and key not in MOCK_LABELS)
+    if unknown:
+        raise SpecError(
+            f"labels[{unknown[0]!r}]", f"unknown mock label; known: {', '.join(MOCK_LABELS)}"
+        )
+    lost = labels.get("mock.lost", "false").lower()
+    if lost not in _BOOLEANS:
+        raise SpecError("labels['mock.lost']", f"must be true or false, got {lost!r}")
     try:
         return MockOutcome(
             exit_code=int(labels.get("mock.exit-code", "0")),
@@ -106,13 +114,24 @@ def outcome_from_labels(job: JobSpec) -> MockOutcome:
             pending=float(labels.get("mock.pending", "0")),
             launch_error=labels.get("mock.fail-launch"),
             transient_failures=int(labels.get("mock.transient-failures", "0")),
-            lost=labels.get("mock.lost", "false").lower() in {"1", "true", "yes"},
+            lost=_BOOLEANS[lost],
         )
     except ValueError as exc:
         raise SpecError("labels", f"bad mock.* label: {exc}") from None
 
 
 _DEFAULT_OUTCOME = MockOutcome()
+MOCK_LABELS = (
+    "mock.duration",
+    "mock.exit-code",
+    "mock.fail-launch",
+    "mock.lost",
+    "mock.pending",
+    "mock.stderr",
+    "mock.stdout",
+    "mock.transient-failures",
+)
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 @attrs.define
