@@ -215,5 +215,5 @@ def test_run_prints_harvested_output_when_the_stream_gives_nothing(tmp_path: Pat
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "kept"
-    assert proc.stderr.startswith("also kept")
+    assert proc.stdout == "kept\n"
+    assert proc.stderr.startswith("also kept\n")

@@ -213,19 +213,25 @@ def _follow(runner: Runner, handle: JobHandle, out: IO[str], err: IO[str]) -> Jo
         if executor.capabilities().log_streaming:
             try:
                 for line in executor.stream_logs(execution):
-                    target = err if line.stream == "stderr" else out
-                    target.write(line.text if line.text.endswith("\n") else line.text + "\n")
-                    target.flush()
+                    _write_lines(err if line.stream == "stderr" else out, line.text)
                     streamed += 1
             except JobrelayError as exc:
                 err.write(f"jobrelay: log streaming stopped: {exc}\n")
     result = handle.result()
     if not streamed:
-        # Nothing came through the stream (no streaming, or it gave nothing): print
-        # the harvested output instead. After a partial stream, reprinting would repeat.
-        out.write(result.logs.stdout)
-        err.write(result.logs.stderr)
+        # Nothing came through the stream (no streaming, or the job was harvested
+        # before the stream began): print the harvested output the same way instead.
+        # After a partial stream, reprinting would repeat lines.
+        _write_lines(out, result.logs.stdout)
+        _write_lines(err, result.logs.stderr)
     return result
+
+
+def _write_lines(target: IO[str], text: str) -> None:
+    """Write ``text`` as whole lines: a last line without a newline gets one."""
+    if text:
+        target.write(text if text.endswith("\n") else text + "\n")
+        target.flush()
 
 
 def _cmd_batch(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
