@@ -174,7 +174,7 @@ def _cmd_route(args: argparse.Namespace, out: IO[str]) -> int:
             rule = decision.rule
             out.write(f"  chosen: {decision.executor} ({decision.reason})\n")
             if rule is not None:
-                out.write(f"  rule: {getattr(rule, 'condition', rule)}\n")
+                out.write(f"  rule: {rule.condition}\n")
             for name, why in decision.skipped:
                 out.write(f"  skipped: {name}: {why}\n")
     return 0
@@ -209,7 +209,7 @@ def _follow(runner: Runner, handle: JobHandle, out: IO[str], err: IO[str]) -> Jo
     execution = handle.wait_launched()
     streamed = 0
     if execution is not None:
-        executor = runner.router.executor(handle.entry)
+        executor = runner.router.executor(execution.executor)
         if executor.capabilities().log_streaming:
             try:
                 for line in executor.stream_logs(execution):

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from jobrelay._protocol import REQUIRED_METHODS
+from jobrelay._protocol import missing_methods
 from jobrelay._registry import available_executors, get_executor, load_executor_class
 from jobrelay._rules import Rule, compile_rule
 from jobrelay.errors import ConfigError, RuleError
@@ -175,9 +175,7 @@ def _close_quietly(executor: Any) -> None:
 
 def is_executor(value: object) -> bool:
     """Whether ``value`` looks like an executor instance (has every protocol method)."""
-    return not isinstance(value, (type, Mapping)) and all(
-        callable(getattr(value, method, None)) for method in REQUIRED_METHODS
-    )
+    return not isinstance(value, (type, Mapping)) and not missing_methods(value)
 
 
 def _entry(name: str, value: object) -> ExecutorEntry:

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 from jobrelay._models import Capabilities, Execution, Health, JobResult, JobStatus, LogLine, Logs
 from jobrelay._spec import JobSpec
 
-__all__ = ["REQUIRED_METHODS", "Executor", "ManagedLister"]
+__all__ = ["REQUIRED_METHODS", "Executor", "ManagedLister", "missing_methods"]
 
 REQUIRED_METHODS = (
     "launch",
@@ -23,6 +23,11 @@ REQUIRED_METHODS = (
     "health",
     "close",
 )
+
+
+def missing_methods(obj: object) -> list[str]:
+    """Return the protocol methods ``obj`` (a class or an instance) does not have."""
+    return [method for method in REQUIRED_METHODS if not callable(getattr(obj, method, None))]
 
 
 @runtime_checkable

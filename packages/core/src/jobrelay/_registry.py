@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import importlib_metadata
 
-from jobrelay._protocol import REQUIRED_METHODS
+from jobrelay._protocol import missing_methods
 from jobrelay.errors import ConfigError, ExecutorLoadError, ExecutorNotFoundError
 
 __all__ = [
@@ -155,7 +155,7 @@ def _import_target(target: str) -> Any:
 
 
 def _checked(name: str, info: ExecutorInfo, obj: Any, others: list[str] | tuple[()]) -> type[Any]:
-    missing = [method for method in REQUIRED_METHODS if not callable(getattr(obj, method, None))]
+    missing = missing_methods(obj)
     if not isinstance(obj, type) or missing:
         what = f"missing methods {missing}" if missing else "not a class"
         raise ExecutorLoadError(

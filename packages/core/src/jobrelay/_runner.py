@@ -29,8 +29,6 @@ from jobrelay.errors import ConfigError, JobrelayError, NoExecutorAvailableError
 if TYPE_CHECKING:
     from jobrelay._router import Router
 
-ROUTE_METADATA_KEY = "jobrelay.route"  # written by Router.launch
-
 __all__ = ["JobHandle", "Progress", "Runner"]
 
 logger = logging.getLogger("jobrelay.runner")
@@ -90,7 +88,6 @@ class JobHandle:
         self._cancel_requested = False
         self._timed_out = False
         self._finishing = False
-        self._entry = execution.executor if execution is not None else ""
         self._launched = threading.Event()
         if execution is not None:
             self._launched.set()
@@ -112,11 +109,6 @@ class JobHandle:
     def cancel_requested(self) -> bool:
         """True once :meth:`cancel` (or a cancelling shutdown) asked for the job to stop."""
         return self._cancel_requested
-
-    @property
-    def entry(self) -> str:
-        """Name of the router entry the job runs on (empty before launch)."""
-        return self._entry
 
     def wait_launched(self, timeout: float | None = None) -> Execution | None:
         """Wait until the job is launched (or ended without launch); return its execution."""
@@ -200,7 +192,6 @@ class Runner:
         self._queue: deque[JobHandle] = deque()
         self._launching: set[JobHandle] = set()
         self._active: dict[str, JobHandle] = {}  # execution_id -> handle
-        self._handles: list[JobHandle] = []
         self._cancel_queue: list[JobHandle] = []
         self._blocked_since: float | None = None
         self._busy = 0  # backend calls in flight on the pool
@@ -219,7 +210,6 @@ class Runner:
                 raise JobrelayError("Runner is shut down; no new jobs")
             handle = JobHandle(self, job, context)
             self._queue.append(handle)
-            self._handles.append(handle)
         self._wakeup.set()
         return handle
 
@@ -324,10 +314,8 @@ class Runner:
                     if execution.execution_id in self._active:
                         continue
                     handle = JobHandle(self, None, None, execution)
-                    handle._entry = name
                     handle._status = JobStatus(JobState.PENDING, reason="re-attached")
                     self._active[execution.execution_id] = handle
-                    self._handles.append(handle)
                     found.append(handle)
                     logger.info("reconcile: re-attached %s on %s", execution.execution_id, name)
         self._wakeup.set()
@@ -425,7 +413,6 @@ class Runner:
         with self._lock:
             self._launching.discard(handle)
             handle.execution = execution
-            handle._entry = _entry_name(execution)
             handle._status = JobStatus(JobState.PENDING, reason="launched")
             handle._launched.set()
             self._active[execution.execution_id] = handle
@@ -446,7 +433,7 @@ class Runner:
         by_executor: dict[str, list[JobHandle]] = {}
         for handle in active:
             if handle.execution is not None and not handle._finishing:
-                by_executor.setdefault(handle._entry, []).append(handle)
+                by_executor.setdefault(handle.execution.executor, []).append(handle)
         changed = False
         now = self.clock.time()
         for name, handles in by_executor.items():
@@ -492,7 +479,7 @@ class Runner:
     def _cancel(self, handle: JobHandle) -> None:
         # The next sweep sees the job end and harvests it like any other.
         assert handle.execution is not None  # noqa: S101
-        executor = self.router.executor(handle._entry)
+        executor = self.router.executor(handle.execution.executor)
         try:
             self.router.retry.call(executor.cancel, handle.execution)
         except Exception:
@@ -509,7 +496,7 @@ class Runner:
     def _harvest(self, handle: JobHandle) -> None:
         execution = handle.execution
         assert execution is not None  # noqa: S101
-        executor = self.router.executor(handle._entry)
+        executor = self.router.executor(execution.executor)
         error: BaseException | None = None
         result: JobResult | None = None
         try:
@@ -558,14 +545,6 @@ class Runner:
 def _as_timed_out(status: JobStatus, handle: JobHandle) -> JobStatus:
     timeout = handle.job.timeout if handle.job is not None else None
     return attrs.evolve(status, state=JobState.TIMED_OUT, reason=f"timed out after {timeout}s")
-
-
-def _entry_name(execution: Execution) -> str:
-    """The router entry an execution was launched through (its executor's own name may differ)."""
-    route = execution.metadata.get(ROUTE_METADATA_KEY)
-    if isinstance(route, Mapping) and isinstance(route.get("executor"), str):
-        return str(route["executor"])
-    return execution.executor
 
 
 def _epoch(moment: datetime | None, default: float) -> float:
