@@ -25,6 +25,13 @@ PACKAGES: dict[str, tuple[list[str], list[str]]] = {
     "executor-mock": ([CORE], []),
     "executor-docker": ([CORE], []),
     "executor-fargate": ([CORE], ["moto[server]>=5.2.5"]),
+    "executor-cloudrun": ([CORE], ["google-api-python-client>=2.100"]),
+    "executor-scaleway": ([CORE], []),
+    "plugin-opentelemetry": (
+        [CORE, "packages/executor-mock", "packages/executor-docker"],
+        ["opentelemetry-sdk>=1.25"],
+    ),
+    "plugin-archive": ([CORE, "packages/executor-mock"], ["s3fs>=2024.2", "moto[server]>=5.2.5"]),
 }
 LINT_TOOLS = ["ruff>=0.6"]
 TYPE_TOOLS = ["mypy>=1.10", "boto3-stubs[ecs,logs]", "nox>=2024.4", *TEST_TOOLS]

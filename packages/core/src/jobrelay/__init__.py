@@ -14,6 +14,7 @@ from jobrelay._clock import Clock, ManualClock, SystemClock
 from jobrelay._hooks import Hooks
 from jobrelay._models import (
     Capabilities,
+    Cost,
     Execution,
     Health,
     JobResult,
@@ -22,7 +23,7 @@ from jobrelay._models import (
     LogLine,
     Logs,
 )
-from jobrelay._protocol import Executor, ManagedLister
+from jobrelay._protocol import CostEstimator, Executor, ManagedLister
 from jobrelay._registry import (
     ExecutorInfo,
     available_executors,
@@ -55,6 +56,8 @@ __all__ = [
     "Capabilities",
     "Clock",
     "ConfigError",
+    "Cost",
+    "CostEstimator",
     "Execution",
     "Executor",
     "ExecutorError",

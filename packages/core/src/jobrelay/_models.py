@@ -5,13 +5,18 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+if TYPE_CHECKING:
+    from jobrelay._spec import JobSpec
+
 __all__ = [
     "Capabilities",
+    "Cost",
     "Execution",
     "Health",
     "JobResult",
@@ -106,15 +111,59 @@ class LogLine:
     timestamp: datetime | None = None
 
 
+def _decimal(value: object) -> Decimal:
+    if isinstance(value, float):
+        raise TypeError("money is a Decimal (or an int or str), never a float")
+    try:
+        amount = Decimal(value)  # type: ignore[arg-type]
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValueError(f"not an amount of money: {value!r}") from None
+    if not amount.is_finite():
+        raise ValueError(f"not an amount of money: {value!r}")
+    return amount
+
+
+@attrs.frozen
+class Cost:
+    """An estimated cost of a job on one backend.
+
+    Args:
+        amount: the estimate for the duration asked (``Decimal``; never a float).
+        currency: ISO 4217 code, e.g. ``"USD"``, ``"EUR"``.
+        rate_per_hour: what one hour of the job's billed resources costs.
+        source: where the price came from (table file and its date, or ``"config"``).
+    """
+
+    amount: Decimal = attrs.field(converter=_decimal)
+    currency: str
+    rate_per_hour: Decimal = attrs.field(converter=_decimal)
+    source: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.amount:.4f} {self.currency}"
+
+
 @attrs.frozen
 class JobResult:
-    """What ``harvest`` returns: the final status and logs of an execution."""
+    """What ``harvest`` returns: the final status and logs of an execution.
+
+    Args:
+        execution: the execution harvested.
+        status: its final status.
+        logs: its output.
+        duration: seconds it ran, when the backend tells.
+        cost: the estimated cost of that run, when the executor can price it.
+        attempts: how many launches the job took (1 without retries).
+        job: the submitted spec (a Runner fills it; None for re-attached executions).
+    """
 
     execution: Execution
     status: JobStatus
     logs: Logs
     duration: float | None = None
-    cost: float | None = None
+    cost: Cost | None = None
+    attempts: int = 1
+    job: JobSpec | None = None
 
     @property
     def state(self) -> JobState:
@@ -148,6 +197,9 @@ class Capabilities:
         log_streaming: ``stream_logs`` follows a running job.
         cancel: ``cancel`` stops a running job.
         list_managed: the executor has ``list_managed()`` for reconcile.
+        platform_retries: the backend retries a failed task itself
+            (``JobSpec.max_retries`` is passed to it); otherwise a Runner relaunches.
+        cost_estimate: the executor has ``estimate_cost()`` (see ``CostEstimator``).
     """
 
     max_cpu: float | None = None
@@ -161,6 +213,8 @@ class Capabilities:
     log_streaming: bool = True
     cancel: bool = True
     list_managed: bool = False
+    platform_retries: bool = False
+    cost_estimate: bool = False
 
     @property
     def gpu(self) -> bool:

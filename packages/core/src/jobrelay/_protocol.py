@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
-from jobrelay._models import Capabilities, Execution, Health, JobResult, JobStatus, LogLine, Logs
+from jobrelay._models import Capabilities, Cost, Execution, Health, JobResult, JobStatus, LogLine, Logs
 from jobrelay._spec import JobSpec
 
-__all__ = ["REQUIRED_METHODS", "Executor", "ManagedLister", "missing_methods"]
+__all__ = ["REQUIRED_METHODS", "CostEstimator", "Executor", "ManagedLister", "missing_methods"]
 
 REQUIRED_METHODS = (
     "launch",
@@ -120,4 +120,19 @@ class ManagedLister(Protocol):
 
     def list_managed(self) -> list[Execution]:
         """Return every workload carrying ``jobrelay.managed=true`` as an execution."""
+        ...
+
+
+@runtime_checkable
+class CostEstimator(Protocol):
+    """Optional extra: executors that can price a job. Announced by ``Capabilities.cost_estimate``.
+
+    Example::
+
+        if isinstance(executor, CostEstimator):
+            cost = executor.estimate_cost(job, 600)
+    """
+
+    def estimate_cost(self, job: JobSpec, duration_seconds: float) -> Cost | None:
+        """Return what ``job`` costs for ``duration_seconds``, or None if it cannot be priced."""
         ...

@@ -1,0 +1,110 @@
+"""What polling backends share: waiting for the end, following logs, paging, results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import TypeVar
+
+from jobrelay._clock import Clock
+from jobrelay._models import Cost, Execution, JobResult, JobStatus, LogLine, Logs
+from jobrelay.errors import ExecutorError
+
+__all__ = [
+    "duration_of",
+    "follow_logs",
+    "make_result",
+    "paginate",
+    "utc_from_epoch",
+    "wait_until_terminal",
+]
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+
+def utc_from_epoch(seconds: float) -> datetime:
+    """Return an aware UTC datetime for epoch ``seconds`` (e.g. ``clock.time()``)."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def wait_until_terminal(
+    get_status: Callable[[], JobStatus],
+    *,
+    clock: Clock,
+    poll_interval: float,
+    first_interval: float | None = None,
+) -> JobStatus:
+    """Call ``get_status`` until it reports a terminal state; return that status.
+
+    The first waits are short (``first_interval``, doubling up to ``poll_interval``)
+    so that quick jobs do not pay a whole poll interval. Errors from ``get_status``
+    propagate: the caller (a Runner) decides how long to keep trying.
+    """
+    interval = min(first_interval if first_interval is not None else 0.05, poll_interval)
+    status = get_status()
+    while not status.is_terminal:
+        clock.sleep(interval)
+        interval = min(interval * 2, poll_interval)
+        status = get_status()
+    return status
+
+
+def follow_logs(
+    fetch: Callable[[C | None], tuple[Sequence[LogLine], C | None]],
+    is_done: Callable[[], bool],
+    *,
+    clock: Clock,
+    poll_interval: float,
+) -> Iterator[LogLine]:
+    """Yield lines from ``fetch(cursor)`` until the job ends, then drain once more.
+
+    ``fetch`` takes the cursor it returned last (None the first time) and returns
+    the new lines and the next cursor. Whether the job is done is asked *before*
+    each fetch, so the fetch after the end sees everything written up to it.
+    """
+    cursor: C | None = None
+    while True:
+        finished = is_done()
+        lines, cursor = fetch(cursor)
+        yield from lines
+        if finished:
+            return
+        clock.sleep(poll_interval)
+
+
+def paginate(
+    fetch: Callable[[T | None], tuple[Iterable[C], T | None]],
+    *,
+    max_pages: int = 10_000,
+) -> Iterator[C]:
+    """Yield the items of every page: ``fetch(token) -> (items, next_token)``.
+
+    Stops at a falsy token; a token seen before (a server that loops) or more than
+    ``max_pages`` pages is an :class:`ExecutorError`, never an endless loop.
+    """
+    token: T | None = None
+    seen: set[object] = set()
+    for _ in range(max_pages):
+        items, token = fetch(token)
+        yield from items
+        if not token:
+            return
+        if token in seen:
+            raise ExecutorError(f"the backend repeated page token {token!r}")
+        seen.add(token)
+    raise ExecutorError(f"more than {max_pages} pages; giving up")
+
+
+def duration_of(status: JobStatus) -> float | None:
+    """Return seconds from ``started_at`` to ``finished_at``, or None if either is unknown."""
+    if status.started_at is None or status.finished_at is None:
+        return None
+    return max(0.0, (status.finished_at - status.started_at).total_seconds())
+
+
+def make_result(
+    execution: Execution, status: JobStatus, logs: Logs, *, cost: Cost | None = None
+) -> JobResult:
+    """Return the :class:`JobResult` of a harvest, its duration taken from ``status``."""
+    return JobResult(execution, status, logs, duration_of(status), cost)

@@ -1,0 +1,44 @@
+"""Helpers for writing an executor: what every backend needs, written once.
+
+None of this is required (an executor is any object with the
+:class:`~jobrelay.Executor` methods); each piece removes a copy a backend would
+otherwise write:
+
+- :class:`Scrubber` / :func:`scrub`: mask secret values in any text, in the forms a
+  backend may echo them in (raw, ``repr``, JSON, Go-quoted, URL-encoded);
+- :class:`ErrorTable`: map a backend's exceptions to ``TransientExecutorError`` /
+  ``LaunchError`` / ``ExecutorError`` from one table;
+- :func:`wait_until_terminal`, :func:`follow_logs`, :func:`paginate`: the loops of
+  polling backends;
+- :func:`make_result`, :func:`duration_of`, :func:`utc_from_epoch`: results and times;
+- :class:`ExecutorBase`: the context-manager boilerplate.
+
+The label keys live in :mod:`jobrelay.labels`.
+"""
+
+from jobrelay._base import ExecutorBase
+from jobrelay._errormap import ErrorTable
+from jobrelay._polling import (
+    duration_of,
+    follow_logs,
+    make_result,
+    paginate,
+    utc_from_epoch,
+    wait_until_terminal,
+)
+from jobrelay._scrub import MASK, Scrubber, scrub, secret_forms
+
+__all__ = [
+    "MASK",
+    "ErrorTable",
+    "ExecutorBase",
+    "Scrubber",
+    "duration_of",
+    "follow_logs",
+    "make_result",
+    "paginate",
+    "scrub",
+    "secret_forms",
+    "utc_from_epoch",
+    "wait_until_terminal",
+]
