@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from jobrelay import (
+    ConfigError,
     Execution,
     JobResult,
     JobSpec,
@@ -62,7 +65,8 @@ def test_default_is_success(executor: MockExecutor) -> None:
     assert result.succeeded
     assert (result.exit_code, result.logs.stdout, result.logs.stderr) == (0, "", "")
     assert result.duration == 0.0
-    assert result.cost == 0.0
+    assert result.cost is not None
+    assert (result.cost.amount, result.cost.currency) == (Decimal(0), "USD")
 
 
 def test_behavior_callable(clock: ManualClock) -> None:
@@ -458,7 +462,37 @@ def test_workload_labels(executor: MockExecutor) -> None:
         "jobrelay.job-id": spec.job_id,
         "jobrelay.job-name": "nightly",
         "jobrelay.executor": "mock",
+        "jobrelay.owner": socket.gethostname(),
     }
+    assert execution.metadata["owner"] == socket.gethostname()
+
+
+def test_owner_label_of_a_runner_is_kept(executor: MockExecutor) -> None:
+    spec = job({"jobrelay.owner": "worker-7"})
+    execution = executor.launch(spec)
+    assert executor.labels_of(execution)["jobrelay.owner"] == "worker-7"
+    assert execution.metadata["owner"] == "worker-7"
+
+
+def test_keep_failed_keeps_only_failed(clock: ManualClock) -> None:
+    mock = MockExecutor(clock=clock, keep_failed=True)
+    failed = mock.launch(job({"mock.exit-code": "2"}))
+    passed = mock.launch(job())
+    assert mock.harvest(failed).state is JobState.FAILED
+    assert mock.harvest(passed).succeeded
+    assert mock.status(failed).state is JobState.FAILED
+    assert mock.status(passed).state is JobState.LOST
+
+
+def test_cost_per_hour_prices_the_run(clock: ManualClock) -> None:
+    mock = MockExecutor(clock=clock, cost_per_hour="0.36", currency="EUR")
+    execution = mock.launch(job({"mock.duration": "600"}))
+    result = mock.harvest(execution)
+    assert result.cost is not None
+    assert (result.cost.amount, result.cost.currency) == (Decimal("0.06"), "EUR")
+    assert mock.estimate_cost(job(), 3600).amount == Decimal("0.36")
+    with pytest.raises(ConfigError, match="cost_per_hour"):
+        MockExecutor(cost_per_hour=0.5)  # type: ignore[arg-type]
 
 
 def test_unknown_execution(executor: MockExecutor) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import importlib_metadata
@@ -21,8 +23,11 @@ class Hooks:
     """The hook relay of a Router or Runner.
 
     Wraps a :class:`pluggy.PluginManager`: ``register(obj)`` adds an implementation,
-    ``emit(name, **kwargs)`` calls each implementation of hook ``name`` in turn and
-    logs (never raises) what one of them raises.
+    ``emit(name, **kwargs)`` calls the hook through pluggy's hook caller (so
+    ``wrapper=True`` and ``hookwrapper`` implementations run, and a call that does not
+    match the hook's specification is an error). Each plain implementation registered
+    through :meth:`register` or an entry point runs isolated: what it raises is logged
+    and the other implementations still run.
 
     Args:
         load_entry_points: also register the ``jobrelay.plugins`` entry points.
@@ -49,7 +54,7 @@ class Hooks:
                 if self.manager.get_plugin(ep.name) is not None or self.manager.is_blocked(ep.name):
                     continue
                 try:
-                    self.manager.register(ep.load(), name=ep.name)
+                    self.register(ep.load(), name=ep.name)
                 except Exception:
                     # A broken plugin must not stop jobs or other plugins; say which, go on.
                     logger.exception(
@@ -63,18 +68,45 @@ class Hooks:
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register a hook implementation object; return the name pluggy gave it."""
-        return self.manager.register(plugin, name)
+        registered = self.manager.register(plugin, name)
+        for caller in self.manager.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not (impl.hookwrapper or impl.wrapper):
+                    # pluggy types it Final; it is a plain slot, set once here.
+                    object.__setattr__(
+                        impl, "function", _isolated(impl.function, caller.name, impl.plugin_name)
+                    )
+        return registered
 
     def unregister(self, plugin: object) -> None:
         """Remove a previously registered implementation."""
         self.manager.unregister(plugin)
 
     def emit(self, hook: str, **kwargs: Any) -> None:
-        """Call every implementation of ``hook``; log and swallow what they raise."""
+        """Call hook ``hook`` with ``kwargs`` through pluggy; never let a plugin break a job.
+
+        Raises:
+            AttributeError: no hook of that name is specified.
+            pluggy.HookCallError: the call does not give what the specification asks.
+        """
         self._ensure_loaded()
         caller = getattr(self.manager.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
-            try:
-                impl.function(*[kwargs[arg] for arg in impl.argnames])
-            except Exception:  # noqa: PERF203 - each implementation fails alone
-                logger.exception("hook %s of plugin %r raised; ignored", hook, impl.plugin_name)
+        try:
+            caller(**kwargs)
+        except pluggy.HookCallError:
+            raise
+        except Exception:
+            # A wrapper that raised: plain implementations are isolated one by one.
+            logger.exception("hook %s raised; ignored", hook)
+
+
+def _isolated(function: Callable[..., Any], hook: str, plugin: str) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception:
+            logger.exception("hook %s of plugin %r raised; ignored", hook, plugin)
+            return None
+
+    return call

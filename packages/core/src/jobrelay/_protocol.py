@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, TypeVar, runtime_checkable
 
-from jobrelay._models import Capabilities, Cost, Execution, Health, JobResult, JobStatus, LogLine, Logs
+from jobrelay._models import (
+    Capabilities,
+    Cost,
+    Execution,
+    Health,
+    JobResult,
+    JobStatus,
+    LogLine,
+    Logs,
+)
 from jobrelay._spec import JobSpec
 
 __all__ = ["REQUIRED_METHODS", "CostEstimator", "Executor", "ManagedLister", "missing_methods"]
@@ -28,6 +38,9 @@ REQUIRED_METHODS = (
 def missing_methods(obj: object) -> list[str]:
     """Return the protocol methods ``obj`` (a class or an instance) does not have."""
     return [method for method in REQUIRED_METHODS if not callable(getattr(obj, method, None))]
+
+
+_E = TypeVar("_E", bound="Executor")
 
 
 @runtime_checkable
@@ -107,7 +120,20 @@ class Executor(Protocol):
         ...
 
     def close(self) -> None:
-        """Release clients and connections."""
+        """Release clients and connections; calling it twice is harmless."""
+        ...
+
+    def __enter__(self: _E) -> _E:
+        """Return the executor itself (``jobrelay.backend.ExecutorBase`` supplies this)."""
+        ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Call :meth:`close`."""
         ...
 
 

@@ -11,17 +11,23 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import importlib_metadata
 
-from jobrelay._protocol import missing_methods
 from jobrelay.errors import ConfigError, ExecutorLoadError, ExecutorNotFoundError
+
+if TYPE_CHECKING:
+    from jobrelay._protocol import Executor
+
+ExecutorClass = type["Executor"]
 
 __all__ = [
     "ExecutorInfo",
     "available_executors",
+    "bind_config",
     "describe_executors",
     "get_executor",
     "load_executor_class",
@@ -49,22 +55,49 @@ class ExecutorInfo:
     version: str | None = None
 
 
+@attrs.frozen
+class _EntryPoint:
+    """An entry point as read: its distribution's name and version are read on demand."""
+
+    name: str
+    target: str
+    dist: Any = attrs.field(eq=False, repr=False)
+
+    def info(self) -> ExecutorInfo:
+        dist = self.dist
+        return ExecutorInfo(
+            name=self.name,
+            target=self.target,
+            distribution=dist.name if dist is not None else None,
+            version=dist.version if dist is not None else None,
+        )
+
+
 @attrs.define
 class _Registry:
-    _entries: dict[str, ExecutorInfo] | None = None
+    _entries: dict[str, _EntryPoint | ExecutorInfo] | None = None
     _explicit: dict[str, ExecutorInfo] = attrs.Factory(dict)
-    _classes: dict[str, type[Any]] = attrs.Factory(dict)
+    _classes: dict[str, ExecutorClass] = attrs.Factory(dict)
     _lock: threading.RLock = attrs.Factory(threading.RLock)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            if self._entries is None:
+                self._entries = _read_entry_points()
+            return sorted({*self._entries, *self._explicit})
 
     def entries(self) -> dict[str, ExecutorInfo]:
         with self._lock:
             if self._entries is None:
                 self._entries = _read_entry_points()
-            merged = dict(self._entries)
+            merged = {
+                name: entry.info() if isinstance(entry, _EntryPoint) else entry
+                for name, entry in self._entries.items()
+            }
             merged.update(self._explicit)
             return merged
 
-    def register(self, name: object, target: type[Any] | str, *, replace: bool) -> None:
+    def register(self, name: object, target: type[object] | str, *, replace: bool) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"executor name must be a non-empty string, got {name!r}")
         with self._lock:
@@ -85,7 +118,7 @@ class _Registry:
             if cls is not None:
                 self._classes[name] = cls
 
-    def load(self, name: str) -> type[Any]:
+    def load(self, name: str) -> ExecutorClass:
         with self._lock:
             cls = self._classes.get(name)
             if cls is not None:
@@ -117,27 +150,22 @@ class _Registry:
             }
 
 
-def _read_entry_points() -> dict[str, ExecutorInfo]:
-    found: dict[str, ExecutorInfo] = {}
+def _read_entry_points() -> dict[str, _EntryPoint | ExecutorInfo]:
+    found: dict[str, _EntryPoint | ExecutorInfo] = {}
     for ep in importlib_metadata.entry_points(group=EXECUTORS_GROUP):
-        dist = ep.dist
-        info = ExecutorInfo(
-            name=ep.name,
-            target=ep.value,
-            distribution=dist.name if dist is not None else None,
-            version=dist.version if dist is not None else None,
-        )
+        entry = _EntryPoint(ep.name, ep.value, ep.dist)
         previous = found.get(ep.name)
-        if previous is not None and previous.target != info.target:
+        if previous is not None and previous.target != entry.target:
+            first = previous.info() if isinstance(previous, _EntryPoint) else previous
             logger.warning(
                 "executor name %r is declared twice: %s (%s) and %s (%s); using the latter",
                 ep.name,
-                previous.target,
-                previous.distribution,
-                info.target,
-                info.distribution,
+                first.target,
+                first.distribution,
+                entry.target,
+                entry.info().distribution,
             )
-        found[ep.name] = info
+        found[ep.name] = entry
     return found
 
 
@@ -154,7 +182,11 @@ def _import_target(target: str) -> Any:
     return obj
 
 
-def _checked(name: str, info: ExecutorInfo, obj: Any, others: list[str] | tuple[()]) -> type[Any]:
+def _checked(
+    name: str, info: ExecutorInfo, obj: object, others: list[str] | tuple[()]
+) -> ExecutorClass:
+    # Imported here: listing executors must not load the models behind the protocol.
+    from jobrelay._protocol import missing_methods  # noqa: PLC0415
     missing = missing_methods(obj)
     if not isinstance(obj, type) or missing:
         what = f"missing methods {missing}" if missing else "not a class"
@@ -173,7 +205,7 @@ _registry = _Registry()
 
 def available_executors() -> list[str]:
     """Return the sorted names of every known executor, importing none of them."""
-    return sorted(_registry.entries())
+    return _registry.names()
 
 
 def describe_executors() -> list[ExecutorInfo]:
@@ -182,7 +214,7 @@ def describe_executors() -> list[ExecutorInfo]:
     return [entries[name] for name in sorted(entries)]
 
 
-def load_executor_class(name: str) -> type[Any]:
+def load_executor_class(name: str) -> ExecutorClass:
     """Import and return the class registered as ``name`` (cached after the first call).
 
     Raises:
@@ -192,8 +224,12 @@ def load_executor_class(name: str) -> type[Any]:
     return _registry.load(name)
 
 
-def get_executor(name: str, /, **config: Any) -> Any:
+def get_executor(name: str, /, **config: Any) -> Executor:
     """Create the executor registered as ``name`` with ``config`` as keyword arguments.
+
+    The configuration is bound against the class's signature first, so a misspelt
+    key is a :class:`~jobrelay.errors.ConfigError` naming it and the accepted ones; a
+    ``TypeError`` raised inside the constructor itself is not disguised as one.
 
     Example::
 
@@ -203,17 +239,48 @@ def get_executor(name: str, /, **config: Any) -> Any:
     Raises:
         ExecutorNotFoundError: nothing is registered under ``name``.
         ExecutorLoadError: the plugin failed to import or is not an executor.
-        ConfigError: the executor refused the configuration.
+        ConfigError: the configuration does not fit the executor's signature.
     """
     cls = _registry.load(name)
+    bind_config(cls, config, executor=name)
+    return cls(**config)
+
+
+def bind_config(cls: type[object], options: Mapping[str, Any], *, executor: str) -> None:
+    """Check that ``options`` fit ``cls``'s constructor as keyword arguments.
+
+    Raises:
+        ConfigError: an unknown key (naming it and the accepted ones), or a required
+            argument missing. Values are not checked here; the constructor does that.
+    """
+    import inspect  # noqa: PLC0415 - listing executors must not pay for inspect
+
     try:
-        return cls(**config)
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return
+    parameters = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [
+        p.name
+        for p in parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        raise ConfigError(
+            f"executor {executor!r}: unknown option {unknown[0]!r}; "
+            f"accepted: {', '.join(accepted) or 'none'}"
+        )
+    try:
+        signature.bind(**options)
     except TypeError as exc:
-        raise ConfigError(f"executor {name!r} rejected its configuration: {exc}") from exc
+        raise ConfigError(f"executor {executor!r}: {exc}") from None
 
 
 def register_executor(
-    name: str, cls_or_dotted_path: type[Any] | str, *, replace: bool = False
+    name: str, cls_or_dotted_path: type[object] | str, *, replace: bool = False
 ) -> None:
     """Register an executor that is not installed as a distribution.
 

@@ -27,7 +27,7 @@ def _go_quoted(value: str) -> str:
     """Return ``value`` as Go's ``strconv.Quote`` writes it, without the quotes.
 
     The Docker daemon and other Go services quote request values this way in their
-    error text: a NUL becomes ``\\x00``, so an exact match on the raw value misses it.
+    error text: a NUL becomes a backslash, ``x00``, so an exact match on the raw value misses it.
     """
     out: list[str] = []
     for ch in value:

@@ -6,7 +6,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
-from types import TracebackType
+from decimal import Decimal
 from typing import Literal
 
 import attrs
@@ -14,6 +14,8 @@ import attrs
 from jobrelay import (
     Capabilities,
     Clock,
+    ConfigError,
+    Cost,
     Execution,
     Health,
     JobResult,
@@ -27,6 +29,8 @@ from jobrelay import (
     SpecError,
     TransientExecutorError,
 )
+from jobrelay import labels as jr_labels
+from jobrelay.backend import ExecutorBase, make_result
 
 __all__ = ["MockEvent", "MockExecutor", "MockOutcome"]
 
@@ -158,7 +162,7 @@ def _lines(text: str, tail: int | None) -> str:
     return "".join(text.splitlines(keepends=True)[-tail:])
 
 
-class MockExecutor:
+class MockExecutor(ExecutorBase):
     """Runs nothing: jobs follow a scripted :class:`MockOutcome` on simulated time.
 
     Deterministic and never sleeps. By default each job succeeds at once with exit 0;
@@ -176,6 +180,9 @@ class MockExecutor:
         capacity: most active executions at once; past it ``launch`` raises LaunchError.
         log_split: whether stdout and stderr are kept apart.
         remove_on_harvest: ``harvest`` cleans up the execution afterwards.
+        keep_failed: keep failed executions even when ``remove_on_harvest``.
+        cost_per_hour: what one hour of any job costs (``estimate_cost``); default 0.
+        currency: the currency of ``cost_per_hour``.
 
     Attributes:
         events: every call received, as :class:`MockEvent`, in order.
@@ -191,7 +198,19 @@ class MockExecutor:
         capacity: int | None = None,
         log_split: bool = True,
         remove_on_harvest: bool = True,
+        keep_failed: bool = False,
+        cost_per_hour: Decimal | int | str = 0,
+        currency: str = "USD",
     ) -> None:
+        try:
+            rate = Cost(0, currency, cost_per_hour, "config").rate_per_hour
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"cost_per_hour: {exc}") from None
+        if rate < 0:
+            raise ConfigError(f"cost_per_hour: must be 0 or more, got {cost_per_hour!r}")
+        self.cost_per_hour = rate
+        self.currency = currency
+        self.keep_failed = keep_failed
         self.name = name
         self.behavior = behavior or outcome_from_labels
         self.clock: Clock = clock if clock is not None else ManualClock(follow_real_time=True)
@@ -219,14 +238,7 @@ class MockExecutor:
         record = self._records.get(execution.execution_id)
         if record is None:
             return {}
-        job = record.job
-        return {
-            **job.labels,
-            "jobrelay.managed": "true",
-            "jobrelay.job-id": job.job_id,
-            "jobrelay.job-name": job.name,
-            "jobrelay.executor": self.name,
-        }
+        return jr_labels.workload_labels(record.job, self.name)
 
     def _state(self, record: _Record, now: float) -> JobStatus:
         outcome = record.outcome
@@ -305,6 +317,7 @@ class MockExecutor:
                 execution_id=execution_id,
                 job_id=job.job_id,
                 launched_at=datetime.fromtimestamp(now, _UTC),
+                metadata={"owner": jr_labels.workload_labels(job, self.name)[jr_labels.OWNER]},
             )
             record = _Record(execution, job, outcome, now)
             self._records[execution_id] = record
@@ -379,12 +392,17 @@ class MockExecutor:
         status = self._state(record, self.clock.time())
         out, err = record.outcome.stdout, record.outcome.stderr
         logs = Logs(out, err) if self.log_split else Logs(out + err, "")
-        duration = None
-        if status.started_at is not None and status.finished_at is not None:
-            duration = (status.finished_at - status.started_at).total_seconds()
-        if self.remove_on_harvest:
+        result = make_result(execution, status, logs)
+        result = attrs.evolve(result, cost=self.estimate_cost(record.job, result.duration or 0.0))
+        if self.remove_on_harvest and not (self.keep_failed and status.state is JobState.FAILED):
             self._forget(execution)
-        return JobResult(execution, status, logs, duration, 0.0)
+        return result
+
+    def estimate_cost(self, job: JobSpec, duration_seconds: float) -> Cost:  # noqa: ARG002
+        """Price any job at ``cost_per_hour``, per second of ``duration_seconds``."""
+        seconds = Decimal(str(max(0.0, duration_seconds)))
+        amount = self.cost_per_hour * seconds / 3600
+        return Cost(amount, self.currency, self.cost_per_hour, "mock cost_per_hour")
 
     def cancel(self, execution: Execution) -> None:
         """Stop a running simulated job; idempotent, harmless on finished jobs."""
@@ -411,7 +429,11 @@ class MockExecutor:
     def capabilities(self) -> Capabilities:
         """Everything is supported, including ``list_managed``."""
         return Capabilities(
-            max_gpu=8, persistent_storage=False, log_split=self.log_split, list_managed=True
+            max_gpu=8,
+            persistent_storage=False,
+            log_split=self.log_split,
+            list_managed=True,
+            cost_estimate=True,
         )
 
     def health(self) -> Health:
@@ -427,17 +449,6 @@ class MockExecutor:
     def close(self) -> None:
         """Mark the executor closed."""
         self.closed = True
-
-    def __enter__(self) -> MockExecutor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"MockExecutor(name={self.name!r}, executions={len(self._records)})"

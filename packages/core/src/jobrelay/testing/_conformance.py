@@ -30,11 +30,28 @@ Fixtures a subclass may override:
 - ``capabilities``: defaults to ``executor.capabilities()``.
 - ``unknown_execution``: an execution the backend never had.
 - ``wait_timeout``: seconds any wait may take (default 120).
+
+Labels the kit checks on every workload (the keys of :mod:`jobrelay.labels`, as read
+back through ``workload_labels`` — which returns them under jobrelay's spelling even
+where the backend stores them translated):
+
+- ``jobrelay.managed`` = ``"true"``;
+- ``jobrelay.job-id`` = the job's id, exactly;
+- ``jobrelay.job-name`` = the job's name;
+- ``jobrelay.executor`` = the executor's name;
+- ``jobrelay.owner`` = present and not empty;
+- the job's own labels (``team=data``).
+
+Beyond single calls, the kit checks that ``harvest`` waits for the end, that an
+executor is a context manager whose ``close()`` may be called twice, and its
+teardown cancels and cleans up every execution a test launched even when one of
+those calls raises.
 """
 
 from __future__ import annotations
 
 import enum
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -43,7 +60,8 @@ from typing import Any
 
 import pytest
 
-from jobrelay._models import Capabilities, Execution, JobState, JobStatus
+from jobrelay import labels as jr_labels
+from jobrelay._models import Capabilities, Execution, JobResult, JobState, JobStatus
 from jobrelay._protocol import Executor, ManagedLister
 from jobrelay._spec import JobSpec
 
@@ -174,11 +192,14 @@ class ExecutorConformance:
         """Executions a test launched; cancelled and cleaned up afterwards."""
         executions: list[Execution] = []
         yield executions
+        errors: list[str] = []
         for execution in executions:
-            try:
-                executor.cancel(execution)
-            finally:
-                executor.cleanup(execution)
+            for step in (executor.cancel, executor.cleanup):
+                try:
+                    step(execution)
+                except Exception as exc:  # noqa: BLE001, PERF203 - every execution is cleaned
+                    errors.append(f"{step.__name__}({execution.execution_id}): {exc!r}")
+        assert not errors, f"teardown could not cancel/clean up: {errors}"
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -195,10 +216,10 @@ class ExecutorConformance:
     ) -> None:
         job = make_job(Scenario.SUCCEED)
         execution = self._launch(executor, launched, job)
-        assert execution.executor == executor.name
-        assert execution.job_id == job.job_id
-        assert execution.execution_id
-        assert execution.launched_at.tzinfo is not None
+        assert execution.executor == executor.name, "execution.executor must be the executor's name"
+        assert execution.job_id == job.job_id, "execution.job_id must be the job's id"
+        assert execution.execution_id, "execution_id must not be empty"
+        assert execution.launched_at.tzinfo is not None, "launched_at must be timezone-aware"
 
     def test_same_job_id_launches_once(
         self, executor: Executor, make_job: MakeJob, launched: list[Execution]
@@ -206,10 +227,12 @@ class ExecutorConformance:
         job = make_job(Scenario.LONG)
         first = self._launch(executor, launched, job)
         second = self._launch(executor, launched, job)
-        assert second.execution_id == first.execution_id
+        assert second.execution_id == first.execution_id, (
+            "launching the same job_id twice must return the first execution"
+        )
         if isinstance(executor, ManagedLister):
             mine = [e for e in executor.list_managed() if e.job_id == job.job_id]
-            assert len(mine) == 1, mine
+            assert len(mine) == 1, f"expected one managed workload for the job id, got {mine}"
 
     # -- status and harvest -----------------------------------------------------------
 
@@ -248,6 +271,44 @@ class ExecutorConformance:
         result = executor.harvest(execution)
         assert result.status.state is JobState.FAILED
         assert result.status.exit_code == FAIL_EXIT_CODE
+        _assert_output(result.logs.stdout, result.logs.stderr, capabilities)
+
+    def test_harvest_waits_for_the_end(
+        self,
+        executor: Executor,
+        make_job: MakeJob,
+        settle: Settle,
+        capabilities: Capabilities,
+        wait_timeout: float,
+        launched: list[Execution],
+    ) -> None:
+        job = make_job(Scenario.FAIL)
+        execution = self._launch(executor, launched, job)
+        results: list[JobResult] = []
+        errors: list[BaseException] = []
+
+        def harvest() -> None:
+            try:
+                results.append(executor.harvest(execution))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        # Harvest first, right after launch; ``settle`` then brings the job to its end
+        # (a fake backend needs that push). A harvest that does not wait sees it unfinished.
+        worker = threading.Thread(target=harvest, daemon=True)
+        worker.start()
+        settle(execution, job)
+        worker.join(wait_timeout)
+        assert not worker.is_alive(), f"harvest did not return within {wait_timeout}s"
+        assert not errors, f"harvest raised {errors[0]!r}"
+        result = results[0]
+        assert result.status.is_terminal, (
+            f"harvest must wait for the end, but returned {result.status}"
+        )
+        assert result.status.state is JobState.FAILED, f"expected FAILED, got {result.status}"
+        assert result.status.exit_code == FAIL_EXIT_CODE, (
+            f"expected exit code {FAIL_EXIT_CODE}, got {result.status.exit_code}"
+        )
         _assert_output(result.logs.stdout, result.logs.stderr, capabilities)
 
     def test_status_times(
@@ -396,11 +457,23 @@ class ExecutorConformance:
         job = make_job(Scenario.LONG, labels={"team": "data"}, name="conformance-labels")
         execution = self._launch(executor, launched, job)
         labels = workload_labels(execution)
-        assert labels.get("jobrelay.managed") == "true"
-        assert labels.get("jobrelay.job-id") == job.job_id
-        assert labels.get("jobrelay.job-name") == job.name
-        assert labels.get("jobrelay.executor") == executor.name
-        assert labels.get("team") == "data"
+        expected = {
+            jr_labels.MANAGED: "true",
+            jr_labels.JOB_ID: job.job_id,
+            jr_labels.JOB_NAME: job.name,
+            jr_labels.EXECUTOR: executor.name,
+            "team": "data",
+        }
+        for key, value in expected.items():
+            assert labels.get(key) == value, (
+                f"label {key}: expected {value!r}, got {labels.get(key)!r}"
+            )
+        assert labels.get(jr_labels.OWNER), f"label {jr_labels.OWNER} missing: {dict(labels)}"
+
+    def test_context_manager_and_close(self, executor: Executor) -> None:
+        with executor as entered:
+            assert entered is executor, "__enter__ must return the executor itself"
+        executor.close()  # a second close is harmless
 
     def test_capabilities(self, executor: Executor) -> None:
         caps = executor.capabilities()
@@ -424,11 +497,12 @@ def _terminal(status: JobStatus) -> bool:
 
 
 def _assert_output(stdout: str, stderr: str, capabilities: Capabilities) -> None:
+    seen = f"stdout={stdout!r}, stderr={stderr!r}"
     if capabilities.log_split:
-        assert OUT_MARKER in stdout
-        assert ERR_MARKER in stderr
-        assert ERR_MARKER not in stdout
-        assert OUT_MARKER not in stderr
+        assert OUT_MARKER in stdout, f"{OUT_MARKER!r} expected in stdout; {seen}"
+        assert ERR_MARKER in stderr, f"{ERR_MARKER!r} expected in stderr; {seen}"
+        assert ERR_MARKER not in stdout, f"stderr line leaked into stdout; {seen}"
+        assert OUT_MARKER not in stderr, f"stdout line leaked into stderr; {seen}"
     else:
-        assert OUT_MARKER in stdout
-        assert ERR_MARKER in stdout
+        assert OUT_MARKER in stdout, f"{OUT_MARKER!r} expected in stdout; {seen}"
+        assert ERR_MARKER in stdout, f"merged logs: {ERR_MARKER!r} expected in stdout; {seen}"

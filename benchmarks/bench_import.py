@@ -1,0 +1,48 @@
+"""Import cost: ``import jobrelay; jobrelay.available_executors()`` against its dependencies.
+
+Each side runs in a fresh interpreter (``python -X importtime`` is not used: it slows
+imports unevenly), alternating, many times; the medians are compared. The target is a
+ratio of at most 1.2: jobrelay's own import adds little to what its four dependencies
+(attrs, pluggy, tenacity, importlib-metadata) cost together.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+
+ROUNDS = 25
+BASELINE = "import attrs, pluggy, tenacity, importlib_metadata"
+JOBRELAY = "import jobrelay; jobrelay.available_executors()"
+EMPTY = "pass"
+
+
+def timed(code: str) -> float:
+    """Return the wall time of a fresh interpreter running ``code``, startup excluded."""
+    script = (
+        "import time; _t = time.perf_counter()\n"
+        f"{code}\n"
+        "print(time.perf_counter() - _t)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Measure both sides alternately and print the medians and their ratio."""
+    sides: dict[str, list[float]] = {"deps": [], "jobrelay": []}
+    for _ in range(ROUNDS):
+        sides["deps"].append(timed(BASELINE))
+        sides["jobrelay"].append(timed(JOBRELAY))
+    deps = statistics.median(sides["deps"])
+    ours = statistics.median(sides["jobrelay"])
+    print(f"import of attrs+pluggy+tenacity+importlib_metadata: {deps * 1000:.1f} ms (median)")
+    print(f"import jobrelay; available_executors():            {ours * 1000:.1f} ms (median)")
+    print(f"ratio jobrelay / dependencies: {ours / deps:.2f} (target <= 1.20)")
+
+
+if __name__ == "__main__":
+    main()
