@@ -201,7 +201,7 @@ bad_identifiers = st.text(min_size=0, max_size=10).filter(
 )
 """Strings that are not environment names (empty, leading digit, dashes, unicode...)."""
 
-argv = st.lists(st.text(max_size=12), max_size=5)
+argv = st.lists(st.text(st.characters(exclude_characters="\0"), max_size=12), max_size=5)
 positive_numbers = st.one_of(
     st.integers(1, 512),
     st.floats(min_value=1e-3, max_value=1e4, allow_nan=False, allow_infinity=False),

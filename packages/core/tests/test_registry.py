@@ -316,9 +316,38 @@ def test_unknown_name() -> None:
 
 
 @pytest.mark.usefixtures("registry_state")
-def test_bad_configuration() -> None:
-    with pytest.raises(ConfigError, match="'mock' rejected its configuration"):
-        get_executor("mock", no_such_option=1)
+def test_misspelt_option_names_the_key_and_the_accepted_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        get_executor("mock", remove_on_harvst=False)
+    message = str(info.value)
+    assert "unknown option 'remove_on_harvst'" in message
+    assert "remove_on_harvest" in message
+    assert "keep_failed" in message
+
+
+@pytest.mark.usefixtures("registry_state")
+def test_type_error_inside_a_constructor_is_not_disguised_as_configuration() -> None:
+    class Broken:
+        name = "broken"
+
+        def __init__(self, *, size: int = 1) -> None:
+            raise TypeError("a bug inside the constructor")
+
+    for method in ("launch", "status", "statuses", "logs", "stream_logs", "harvest"):
+        setattr(Broken, method, lambda self, *a, **k: None)
+    for method in ("cancel", "cleanup", "capabilities", "health", "close"):
+        setattr(Broken, method, lambda self, *a, **k: None)
+    register_executor("broken", Broken)
+    with pytest.raises(TypeError, match="a bug inside the constructor"):
+        get_executor("broken", size=2)
+    with pytest.raises(ConfigError, match="unknown option 'sise'"):
+        get_executor("broken", sise=2)
+
+
+@pytest.mark.usefixtures("registry_state")
+def test_missing_required_argument_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="executor 'fargate'|executor 'mock'"):
+        get_executor("mock", name="x", behavior=None, clock=None, healthy=True, bogus=1)
 
 
 # -- a fresh interpreter -----------------------------------------------------------------

@@ -175,7 +175,9 @@ def test_timeout_cancels_and_keeps_logs(clock: ManualClock) -> None:
     assert len(mock.calls("cancel")) == 1
     assert result.duration is not None
     assert 10 <= result.duration < 3600
-    assert mock.calls("cleanup")
+    # Removal is the executor's harvest policy; the Runner never cleans up on top.
+    assert not mock.calls("cleanup")
+    assert mock.status(result.execution).state is JobState.LOST
 
 
 def test_finished_job_seen_late_keeps_its_result(clock: ManualClock) -> None:
@@ -203,7 +205,8 @@ def test_cancel_running_job(clock: ManualClock) -> None:
         result = handle.result(10)
         assert not handle.cancel()
     assert result.state is JobState.CANCELLED
-    assert mock.calls("cleanup")
+    assert not mock.calls("cleanup")
+    assert len(mock.calls("harvest")) == 1
 
 
 def test_cancel_queued_job_never_launches(clock: ManualClock) -> None:
@@ -249,12 +252,16 @@ def test_shutdown_with_cancel_stops_running_and_drops_queued(clock: ManualClock)
     assert {h.result(0).state for h in launched} == {JobState.CANCELLED}
     for h in handles:
         if h.execution is None:
-            assert h._future.cancelled()
-    assert len(mock.calls("cleanup")) == len(launched)
+            with pytest.raises(cf.CancelledError):
+                h.result(0)
+    assert len(mock.calls("harvest")) == len(launched)
+    assert not mock.calls("cleanup")
     assert router.in_flight("mock") == 0
 
 
-def test_every_terminal_job_is_harvested_and_cleaned(clock: ManualClock) -> None:
+def test_every_terminal_job_is_harvested_and_retention_is_the_executors(
+    clock: ManualClock,
+) -> None:
     mock = MockExecutor(clock=clock, remove_on_harvest=False)
     jobs = [job(), job(exit_code="1"), job(lost="true"), job(duration="99", timeout="5")]
     with make_router(clock, mock=mock) as router, Runner(router, clock=clock) as runner:
@@ -262,9 +269,15 @@ def test_every_terminal_job_is_harvested_and_cleaned(clock: ManualClock) -> None
         states = [h.result(10).state for h in handles]
     assert states == [JobState.SUCCEEDED, JobState.FAILED, JobState.LOST, JobState.TIMED_OUT]
     harvested = {e.execution_id for e in mock.calls("harvest")}
-    cleaned = {e.execution_id for e in mock.calls("cleanup")}
     every = {h.execution.execution_id for h in handles if h.execution}
-    assert harvested == cleaned == every
+    assert harvested == every
+    # remove_on_harvest=False: the Runner keeps its hands off what the executor keeps.
+    assert not mock.calls("cleanup")
+    kept = [h.execution for h in handles if h.execution and h.status().state is not JobState.LOST]
+    assert kept
+    assert all(
+        mock.status(e).state.is_terminal and mock.status(e).state is not JobState.LOST for e in kept
+    )
     assert router.in_flight("mock") == 0
 
 
@@ -305,15 +318,16 @@ def test_harvest_failure_reaches_the_handle_and_frees_everything(clock: ManualCl
             first.result(10)
         status = first.status()
         assert (status.state, status.exit_code) == (JobState.FAILED, 4)
-        assert status.reason == "harvest failed: log store unreachable"
-        # The slot was released and the workload cleaned: the next job runs.
+        assert status.reason == (
+            "harvest failed, workload left for reconcile: log store unreachable"
+        )
+        # The slot was released; the workload is left in place for reconcile.
         second = runner.submit(job())
         with pytest.raises(ExecutorError):
             second.result(10)
-    assert [e.execution_id for e in mock.calls("cleanup")] == [
-        first.execution.execution_id if first.execution else None,
-        second.execution.execution_id if second.execution else None,
-    ]
+    assert not mock.calls("cleanup")
+    assert first.execution is not None
+    assert mock.status(first.execution).state is JobState.FAILED
     assert router.in_flight("mock") == 0
 
 

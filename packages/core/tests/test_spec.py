@@ -429,7 +429,7 @@ def test_memory_parsing_is_exact(case: tuple[str, int]) -> None:
 
 
 @given(
-    st.integers(min_value=1, max_value=10**12), st.sampled_from(["Ki", "Mi", "Gi", "K", "M", "G"])
+    st.integers(min_value=1, max_value=10**9), st.sampled_from(["Ki", "Mi", "Gi", "K", "M", "G"])
 )
 def test_memory_never_rounds_down(number: int, unit: str) -> None:
     bytes_per_unit = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
@@ -438,9 +438,15 @@ def test_memory_never_rounds_down(number: int, unit: str) -> None:
     assert asked <= mib < asked + 1
 
 
-@given(st.integers(min_value=1))
+@given(st.integers(min_value=1, max_value=2**40))
 def test_memory_ints_are_mib(mib: int) -> None:
     assert parse_memory(mib) == mib
+
+
+@given(st.integers(min_value=2**40 + 1))
+def test_memory_past_an_exbibyte_is_refused(mib: int) -> None:
+    with pytest.raises(SpecError, match="at most"):
+        parse_memory(mib)
 
 
 @given(st.dictionaries(identifiers, st.text(max_size=5), max_size=4))

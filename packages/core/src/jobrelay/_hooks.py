@@ -91,6 +91,12 @@ class Hooks:
         """
         self._ensure_loaded()
         caller = getattr(self.manager.hook, hook)
+        spec = caller.spec
+        if spec is not None and set(spec.argnames) != set(kwargs):
+            raise pluggy.HookCallError(
+                f"hook {hook} takes {', '.join(spec.argnames)}; called with "
+                f"{', '.join(sorted(kwargs)) or 'nothing'}"
+            )
         try:
             caller(**kwargs)
         except pluggy.HookCallError:

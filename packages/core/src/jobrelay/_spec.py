@@ -58,6 +58,26 @@ _MEMORY_UNITS: dict[str, Fraction] = {
     "G": Fraction(10**9, 2**20),
     "T": Fraction(10**12, 2**20),
 }
+# Bounds well past any real job, so that absurd input fails here, fast and by name,
+# instead of overflowing a backend's int64 or float later.
+_CPU_MAX = 10_000.0
+_MEMORY_MAX_MIB = 2**40  # 1 EiB: still fits int64 bytes with room
+_GPU_MAX = 1024
+_TIMEOUT_MAX = 1e9  # about 31 years
+_RETRIES_MAX = 100
+_MEMORY_TEXT_MAX = 64
+_METADATA_DEPTH_MAX = 32
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` for a message, short, and safe for huge ints (no 4300-digit limit)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        digits = int(abs(value).bit_length() * 0.30103) + 1
+        return f"{'-' if value < 0 else ''}<an int of about {digits} digits>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 _MEMORY_RE = re.compile(r"\s*(?P<num>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*(?P<unit>[KMGT]i?)?\s*")
 
 
@@ -76,11 +96,11 @@ def parse_memory(value: object, *, field: str = "memory") -> int:
     if isinstance(value, int):
         mib = value
     elif isinstance(value, str):
-        match = _MEMORY_RE.fullmatch(value)
+        match = _MEMORY_RE.fullmatch(value) if len(value) <= _MEMORY_TEXT_MAX else None
         if match is None:
             raise SpecError(
                 field,
-                f"cannot parse {value!r}; use MiB or a unit: 512Mi, 2Gi, 1.5Gi, 1G, 512M",
+                f"cannot parse {_shown(value)}; use MiB or a unit: 512Mi, 2Gi, 1.5Gi, 1G, 512M",
             )
         try:
             number = Fraction(Decimal(match["num"]))
@@ -92,24 +112,28 @@ def parse_memory(value: object, *, field: str = "memory") -> int:
             field, f"must be MiB as an int or a string like '512Mi', got {type(value).__name__}"
         )
     if mib <= 0:
-        raise SpecError(field, f"must be greater than 0, got {value!r}")
+        raise SpecError(field, f"must be greater than 0, got {_shown(value)}")
+    if mib > _MEMORY_MAX_MIB:
+        raise SpecError(field, f"must be at most {_MEMORY_MAX_MIB} MiB, got {_shown(value)}")
     return mib
 
 
-def _positive_number(field: str, value: object) -> float:
+def _positive_number(field: str, value: object, maximum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(field, f"must be a number, got {type(value).__name__}")
     try:
         number = float(value)
     except OverflowError:
-        raise SpecError(field, "is too large") from None
+        raise SpecError(field, f"must be at most {maximum:g}, got {_shown(value)}") from None
     if not math.isfinite(number) or number <= 0:
-        raise SpecError(field, f"must be greater than 0, got {value!r}")
+        raise SpecError(field, f"must be greater than 0, got {_shown(value)}")
+    if number > maximum:
+        raise SpecError(field, f"must be at most {maximum:g}, got {_shown(value)}")
     return number
 
 
 def _cpu(value: object) -> float:
-    return _positive_number("resources.cpu", value)
+    return _positive_number("resources.cpu", value, _CPU_MAX)
 
 
 def _memory(value: object) -> int:
@@ -119,8 +143,8 @@ def _memory(value: object) -> int:
 def _gpu(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError("resources.gpu", f"must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise SpecError("resources.gpu", f"must be 0 or more, got {value}")
+    if not 0 <= value <= _GPU_MAX:
+        raise SpecError("resources.gpu", f"must be 0 to {_GPU_MAX}, got {_shown(value)}")
     return value
 
 
@@ -164,7 +188,7 @@ def _image(value: object) -> str:
         raise SpecError("image", "must not be empty")
     match = _IMAGE_RE.fullmatch(value)
     if match is None:
-        raise SpecError("image", f"{value!r} is not a valid image reference")
+        raise SpecError("image", f"{_shown(value)} is not a valid image reference")
     if len(match["name"]) > _NAME_MAX:
         raise SpecError("image", f"repository name longer than {_NAME_MAX} characters")
     return value
@@ -175,14 +199,16 @@ def _to_argv(field: str, value: object) -> tuple[str, ...] | None:
         return None
     if isinstance(value, str):
         try:
-            return tuple(shlex.split(value))
+            value = shlex.split(value)
         except ValueError as exc:
-            raise SpecError(field, f"cannot split {value!r}: {exc}") from None
+            raise SpecError(field, f"cannot split {_shown(value)}: {exc}") from None
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
         items = tuple(value)
         for i, item in enumerate(items):
             if not isinstance(item, str):
                 raise SpecError(f"{field}[{i}]", f"must be a string, got {type(item).__name__}")
+            if "\0" in item:
+                raise SpecError(f"{field}[{i}]", "must not contain a NUL character")
         return items
     raise SpecError(field, f"must be a sequence of strings or a string, got {type(value).__name__}")
 
@@ -207,11 +233,11 @@ def _to_string_mapping(
         if not isinstance(key, str):
             raise SpecError(field, f"keys must be strings, got {type(key).__name__}")
         if identifiers and not _IDENT_RE.fullmatch(key):
-            raise SpecError(f"{field}[{key!r}]", "name must match [A-Za-z_][A-Za-z0-9_]*")
+            raise SpecError(f"{field}[{_shown(key)}]", "name must match [A-Za-z_][A-Za-z0-9_]*")
         if not isinstance(item, str):
-            shown = "" if secret else f" {item!r}"
+            shown = "" if secret else f" {_shown(item)}"
             raise SpecError(
-                f"{field}[{key!r}]",
+                f"{field}[{_shown(key)}]",
                 f"value must be a string, got {type(item).__name__}{shown}",
             )
         out[key] = item
@@ -240,20 +266,32 @@ def _metadata(value: object) -> Mapping[str, Any]:
         return MappingProxyType({})
     if not isinstance(value, Mapping):
         raise SpecError("metadata", f"must be a mapping, got {type(value).__name__}")
+    # Iteratively, so a hostile 3000-deep value is refused, not a RecursionError later.
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > _METADATA_DEPTH_MAX:
+            raise SpecError("metadata", f"nested deeper than {_METADATA_DEPTH_MAX} levels")
+        if isinstance(item, Mapping):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            pending.extend((child, depth + 1) for child in item)
     return MappingProxyType(dict(value))
 
 
 def _timeout(value: object) -> float | None:
     if value is None:
         return None
-    return _positive_number("timeout", value)
+    return _positive_number("timeout", value, _TIMEOUT_MAX)
 
 
 def _to_optional_str(field: str, value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise SpecError(field, f"must be a non-empty string, got {value!r}")
+        raise SpecError(field, f"must be a non-empty string, got {_shown(value)}")
+    if "\0" in value:
+        raise SpecError(field, "must not contain a NUL character")
     return value
 
 
@@ -264,13 +302,13 @@ def _preferred_executor(value: object) -> str | None:
 def _working_dir(value: object) -> str | None:
     converted = _to_optional_str("working_dir", value)
     if converted is not None and not converted.startswith("/"):
-        raise SpecError("working_dir", f"must be an absolute path, got {converted!r}")
+        raise SpecError("working_dir", f"must be an absolute path, got {_shown(converted)}")
     return converted
 
 
 def _name(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise SpecError("name", f"must be a non-empty string, got {value!r}")
+        raise SpecError("name", f"must be a non-empty string, got {_shown(value)}")
     if any(ord(ch) < 32 for ch in value) or len(value) > _NAME_LEN_MAX:
         raise SpecError("name", f"must be at most {_NAME_LEN_MAX} printable characters")
     return value
@@ -278,13 +316,17 @@ def _name(value: object) -> str:
 
 def _job_id(value: object) -> str:
     if not isinstance(value, str) or not _JOB_ID_RE.fullmatch(value):
-        raise SpecError("job_id", f"must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,127}}, got {value!r}")
+        raise SpecError(
+            "job_id", f"must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,127}}, got {_shown(value)}"
+        )
     return value
 
 
 def _max_retries(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SpecError("max_retries", f"must be an int of 0 or more, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _RETRIES_MAX:
+        raise SpecError(
+            "max_retries", f"must be an int from 0 to {_RETRIES_MAX}, got {_shown(value)}"
+        )
     return value
 
 
@@ -377,3 +419,28 @@ class JobSpec:
         merged = dict(self.env)
         merged.update(self.secrets)
         return merged
+
+
+# attrs takes each parameter's annotation from its converter, which accepts ``object``
+# to validate anything; ``help()`` should show what callers may pass instead.
+Resources.__init__.__annotations__.update(
+    cpu="float",
+    memory="int | str",
+    gpu="int",
+)
+JobSpec.__init__.__annotations__.update(
+    image="str",
+    command="Sequence[str] | str | None",
+    entrypoint="Sequence[str] | str | None",
+    env="Mapping[str, str] | None",
+    secrets="Mapping[str, str] | None",
+    resources="Resources | Mapping[str, Any] | None",
+    timeout="float | None",
+    labels="Mapping[str, str] | None",
+    name="str",
+    job_id="str",
+    working_dir="str | None",
+    preferred_executor="str | None",
+    metadata="Mapping[str, Any] | None",
+    max_retries="int",
+)
