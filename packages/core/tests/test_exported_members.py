@@ -6,19 +6,26 @@ lists below on purpose: that is the point of this test.
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 import re
+import subprocess
+import sys
 import types
 
 import pytest
 
 import jobrelay
+import jobrelay.backend
 import jobrelay.errors
+import jobrelay.labels
 import jobrelay.testing
 import jobrelay_mock
 
 JOBRELAY = [
-    # values and models (DESIGN.md "Core public API")
+    # values and models
     "Capabilities",
+    "Cost",
     "Execution",
     "Health",
     "JobResult",
@@ -30,6 +37,7 @@ JOBRELAY = [
     "Resources",
     "parse_memory",
     # the executor contract and registry
+    "CostEstimator",
     "Executor",
     "ExecutorInfo",
     "ManagedLister",
@@ -60,13 +68,13 @@ JOBRELAY = [
     "hookimpl",
     "is_testing",
     "set_testing",
-    # routing (issue: rules and router)
+    # routing
     "Rule",
     "RouteDecision",
     "Router",
     "RoutingRule",
     "compile_rule",
-    # the runner (issue: runner). Progress is not in DESIGN.md: the runner's own addition.
+    # the runner; Progress is what a progress display reads
     "JobHandle",
     "Progress",
     "Runner",
@@ -97,11 +105,41 @@ TESTING = [
 
 MOCK = ["MockEvent", "MockExecutor", "MockOutcome", "outcome_from_labels"]
 
+LABELS = [
+    "EXECUTOR",
+    "JOB_ID",
+    "JOB_NAME",
+    "KEYS",
+    "MANAGED",
+    "OWNER",
+    "default_owner",
+    "is_managed",
+    "workload_labels",
+]
+
+BACKEND = [
+    "MASK",
+    "ErrorTable",
+    "ExecutorBase",
+    "RateLimiter",
+    "Scrubber",
+    "duration_of",
+    "follow_logs",
+    "make_result",
+    "paginate",
+    "scrub",
+    "secret_forms",
+    "utc_from_epoch",
+    "wait_until_terminal",
+]
+
 MODULES = [
     pytest.param(jobrelay, JOBRELAY, id="jobrelay"),
     pytest.param(jobrelay.errors, ERRORS, id="jobrelay.errors"),
     pytest.param(jobrelay.testing, TESTING, id="jobrelay.testing"),
     pytest.param(jobrelay_mock, MOCK, id="jobrelay_mock"),
+    pytest.param(jobrelay.labels, LABELS, id="jobrelay.labels"),
+    pytest.param(jobrelay.backend, BACKEND, id="jobrelay.backend"),
 ]
 
 
@@ -136,12 +174,12 @@ def test_isort_style_order() -> None:
     assert sorted(["v10", "v9"], key=_isort_style) == ["v9", "v10"]
 
 
-@pytest.mark.parametrize("module", [p.values[0] for p in MODULES], ids=[p.id for p in MODULES])
+@pytest.mark.parametrize("module", [p.values[0] for p in MODULES], ids=[str(p.id) for p in MODULES])
 def test_all_is_sorted(module: types.ModuleType) -> None:
     assert list(module.__all__) == sorted(module.__all__, key=_isort_style)
 
 
-@pytest.mark.parametrize("module", [p.values[0] for p in MODULES], ids=[p.id for p in MODULES])
+@pytest.mark.parametrize("module", [p.values[0] for p in MODULES], ids=[str(p.id) for p in MODULES])
 def test_every_name_exists_and_is_documented(module: types.ModuleType) -> None:
     for name in module.__all__:
         value = getattr(module, name)
@@ -182,3 +220,21 @@ def test_no_third_party_machinery_leaks() -> None:
         if isinstance(value, (type, types.FunctionType)):
             assert value.__module__.startswith("jobrelay"), f"{name} is {value.__module__}'s"
         assert "tenacity" not in type(value).__module__
+
+
+def test_version_and_null_handler() -> None:
+    assert jobrelay.__version__ == importlib.metadata.version("jobrelay")
+    handlers = logging.getLogger("jobrelay").handlers
+    assert any(isinstance(handler, logging.NullHandler) for handler in handlers)
+
+
+def test_listing_executors_loads_no_router_runner_or_rule_compiler() -> None:
+    code = (
+        "import sys, jobrelay; jobrelay.available_executors(); "
+        "print(sorted(m for m in sys.modules if m.startswith('jobrelay')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    for heavy in ("_router", "_runner", "_rule_compiler", "_cli", "_hooks"):
+        assert f"jobrelay.{heavy}" not in loaded, loaded

@@ -1,7 +1,7 @@
 """Plugins installed for real: a fresh virtualenv holding only jobrelay, jobrelay-mock,
 a tiny working executor distribution and a broken one, all installed by the installer.
 
-This is the issue's "done when" check run literally: discovery lists the names without
+This is the check a plugin author runs first: discovery lists the names without
 importing any backend SDK, the working plugin runs a job, and the broken one raises
 ExecutorLoadError naming its entry point and distribution without hurting the others.
 """
@@ -172,7 +172,7 @@ def test_installed_plugins_discovered_loaded_and_isolated(venv: Path) -> None:
 
 
 def test_done_when_command(venv: Path) -> None:
-    """The issue's literal check, in an environment without any backend SDK."""
+    """Listing executors in an environment without any backend SDK."""
     command = (
         "import jobrelay, sys; print(jobrelay.available_executors()); "
         "print(sorted(m for m in sys.modules "

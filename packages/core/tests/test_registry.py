@@ -354,7 +354,7 @@ def test_missing_required_argument_is_a_config_error() -> None:
 
 
 def test_fresh_import_lists_mock_and_imports_no_sdk() -> None:
-    # The issue's "Done when" check, in a clean interpreter.
+    # What a user checks first: listing names imports no backend, in a clean interpreter.
     code = textwrap.dedent(
         """
         import json, sys
