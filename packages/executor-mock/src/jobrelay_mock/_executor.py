@@ -30,7 +30,7 @@ from jobrelay import (
     TransientExecutorError,
 )
 from jobrelay import labels as jr_labels
-from jobrelay.backend import ExecutorBase, make_result
+from jobrelay.backend import ExecutorBase, duration_of, make_result
 
 __all__ = ["MockEvent", "MockExecutor", "MockOutcome"]
 
@@ -210,6 +210,7 @@ class MockExecutor(ExecutorBase):
             raise ConfigError(f"cost_per_hour: must be 0 or more, got {cost_per_hour!r}")
         self.cost_per_hour = rate
         self.currency = currency
+        self._free = Cost(0, currency, 0, "mock cost_per_hour")
         self.keep_failed = keep_failed
         self.name = name
         self.behavior = behavior or outcome_from_labels
@@ -317,7 +318,7 @@ class MockExecutor(ExecutorBase):
                 execution_id=execution_id,
                 job_id=job.job_id,
                 launched_at=datetime.fromtimestamp(now, _UTC),
-                metadata={"owner": jr_labels.workload_labels(job, self.name)[jr_labels.OWNER]},
+                metadata={"owner": job.labels.get(jr_labels.OWNER) or jr_labels.default_owner()},
             )
             record = _Record(execution, job, outcome, now)
             self._records[execution_id] = record
@@ -392,14 +393,18 @@ class MockExecutor(ExecutorBase):
         status = self._state(record, self.clock.time())
         out, err = record.outcome.stdout, record.outcome.stderr
         logs = Logs(out, err) if self.log_split else Logs(out + err, "")
-        result = make_result(execution, status, logs)
-        result = attrs.evolve(result, cost=self.estimate_cost(record.job, result.duration or 0.0))
+        cost = self._free
+        if self.cost_per_hour:
+            cost = self.estimate_cost(record.job, duration_of(status) or 0.0)
+        result = make_result(execution, status, logs, cost=cost)
         if self.remove_on_harvest and not (self.keep_failed and status.state is JobState.FAILED):
             self._forget(execution)
         return result
 
     def estimate_cost(self, job: JobSpec, duration_seconds: float) -> Cost:  # noqa: ARG002
         """Price any job at ``cost_per_hour``, per second of ``duration_seconds``."""
+        if not self.cost_per_hour:
+            return self._free
         seconds = Decimal(str(max(0.0, duration_seconds)))
         amount = self.cost_per_hour * seconds / 3600
         return Cost(amount, self.currency, self.cost_per_hour, "mock cost_per_hour")
