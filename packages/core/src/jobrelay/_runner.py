@@ -516,15 +516,7 @@ class Runner:
             self._check_budget(record, job)
             execution = self.router.launch(job, record.context)
         except NoExecutorAvailableError as exc:
-            if exc.capacity_only or getattr(exc, "retry_after", None) is not None:
-                with self._lock:
-                    if record.cancel_requested:
-                        self._drop(handle, record)
-                    else:
-                        self._launching.discard(handle)
-                        self._queue.appendleft(handle)
-                        self._blocked_since = self.clock.time()
-                self._notify_progress()
+            if self._wait_for_executor(handle, record, exc):
                 return
             self._fail_launch(handle, record, exc)
             return
@@ -557,6 +549,36 @@ class Runner:
                 self._cancel_queue.append(handle)
         self._wakeup.set()
         self._notify_progress()
+
+    def _wait_for_executor(
+        self, handle: JobHandle, record: JobRecord, exc: NoExecutorAvailableError
+    ) -> bool:
+        """Queue a job again when waiting can help; say whether it was queued.
+
+        Waiting for capacity is unbounded (our own jobs free it); waiting for unhealthy
+        candidates to recover lasts at most ``harvest_timeout`` seconds.
+        """
+        now = self.clock.time()
+        with self._lock:
+            if record.cancel_requested:
+                self._drop(handle, record)
+            elif exc.capacity_only:
+                self._launching.discard(handle)
+                self._queue.appendleft(handle)
+                self._blocked_since = now
+            elif exc.retry_after is not None:
+                if record.failing_since is None:
+                    record.failing_since = now
+                if now - record.failing_since >= self.harvest_timeout:
+                    return False
+                record.not_before = now + max(exc.retry_after, _MIN_POLL)
+                self._launching.discard(handle)
+                self._waiting.add(handle)
+            else:
+                return False
+        self._notify_progress()
+        self._wakeup.set()
+        return True
 
     def _check_budget(self, record: JobRecord, job: JobSpec) -> None:
         if self.budget is None:
