@@ -26,13 +26,13 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from jobrelay import labels as _labels
+from jobrelay._budget import Budget, parse_budget
 from jobrelay._clock import Clock, SystemClock, to_datetime
 from jobrelay._handle import JobHandle, JobRecord, Progress
 from jobrelay._models import Cost, Execution, JobResult, JobState, JobStatus, Logs
@@ -50,7 +50,7 @@ from jobrelay.errors import (
 if TYPE_CHECKING:
     from jobrelay._router import Router
 
-__all__ = ["JobHandle", "Progress", "Runner", "parse_budget"]
+__all__ = ["JobHandle", "Progress", "Runner"]
 
 logger = logging.getLogger("jobrelay.runner")
 
@@ -63,28 +63,6 @@ _OUTCOME_FIELD = {
     JobState.TIMED_OUT: "timed_out",
     JobState.LOST: "lost",
 }
-
-
-def parse_budget(value: Cost | str | None) -> Cost | None:
-    """Return a budget from a :class:`Cost` or text such as ``"25 EUR"``.
-
-    Raises:
-        ConfigError: the text is not an amount followed by a currency code.
-    """
-    if value is None or isinstance(value, Cost):
-        return value
-    if isinstance(value, str):
-        amount, _, currency = value.strip().partition(" ")
-        currency = currency.strip().upper()
-        if len(currency) == 3 and currency.isalpha():
-            try:
-                cost = Cost(amount, currency, Decimal(0), "budget")
-            except ValueError:
-                pass
-            else:
-                if cost.amount >= 0:
-                    return cost
-    raise ConfigError(f"budget: expected an amount and a currency like '25 EUR', got {value!r}")
 
 
 def _derived_job_id(job_id: str, attempt: int) -> str:
@@ -160,6 +138,7 @@ class Runner:
         self.poll_interval = float(poll_interval)
         self.owner = owner if owner is not None else _labels.default_owner()
         self.budget = parse_budget(budget)
+        self._budget = Budget(self.budget) if self.budget is not None else None
         self.harvest_timeout = float(harvest_timeout)
         self.retry_on = frozenset(retry_on)
         self.retry_backoff = float(retry_backoff)
@@ -182,7 +161,6 @@ class Runner:
         self._busy = 0
         self._closing = False
         self._total = 0
-        self._spent = Decimal(0)
         self._counts: dict[str, int] = dict.fromkeys(_OUTCOME_FIELD.values(), 0)
         self._last_progress: Progress | None = None
         self._monitor = threading.Thread(target=self._loop, name="jobrelay-monitor", daemon=True)
@@ -245,9 +223,7 @@ class Runner:
         """Return the current counts."""
         with self._lock:
             running = len(self._launching) + len(self._active) + len(self._waiting)
-            spent = None
-            if self.budget is not None:
-                spent = Cost(self._spent, self.budget.currency, Decimal(0), "runner")
+            spent = self._budget.spent() if self._budget is not None else None
             return Progress(
                 queued=len(self._queue),
                 running=running,
@@ -581,30 +557,16 @@ class Runner:
         return True
 
     def _check_budget(self, record: JobRecord, job: JobSpec) -> None:
-        if self.budget is None:
+        if self._budget is None:
             return
         decision = self.router.route(job, record.context)
         executor = self.router.executor(decision.executor)
-        estimate = None
-        if isinstance(executor, CostEstimator):
-            duration = job.timeout if job.timeout is not None else self.expected_duration
-            estimate = executor.estimate_cost(job, duration)
-        if estimate is None:
+        if not isinstance(executor, CostEstimator):
             return
-        if estimate.currency != self.budget.currency:
-            raise ConfigError(
-                f"budget is in {self.budget.currency} but {decision.executor!r} prices in "
-                f"{estimate.currency}; currencies are never added"
-            )
-        with self._lock:
-            if self._spent + estimate.amount > self.budget.amount:
-                raise ExecutorError(
-                    f"budget exhausted: {self._spent:.4f} of {self.budget.amount} "
-                    f"{self.budget.currency} spent, this job is estimated at {estimate.amount:.4f}",
-                    executor=decision.executor,
-                    job_id=job.job_id,
-                )
-            self._spent += estimate.amount
+        duration = job.timeout if job.timeout is not None else self.expected_duration
+        estimate = executor.estimate_cost(job, duration)
+        if estimate is not None:
+            self._budget.reserve(estimate, executor=decision.executor, job_id=job.job_id)
             record.estimate = estimate
 
     def _settle_later(
@@ -767,13 +729,10 @@ class Runner:
         self._wakeup.set()
 
     def _account(self, record: JobRecord, result: JobResult) -> None:
-        """Replace a job's estimate by its real cost in the spend so far (lock held)."""
-        if self.budget is None or record.estimate is None:
-            return
-        self._spent -= record.estimate.amount
-        record.estimate = None
-        if result.cost is not None and result.cost.currency == self.budget.currency:
-            self._spent += result.cost.amount
+        """Replace a job's reserved estimate by its real cost in the spend so far."""
+        if self._budget is not None and record.estimate is not None:
+            self._budget.settle(record.estimate, result.cost)
+            record.estimate = None
 
     def _retry(
         self, handle: JobHandle, record: JobRecord, result: JobResult, platform: bool
