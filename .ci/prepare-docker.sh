@@ -29,6 +29,8 @@ install_missing() {
     command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    # The daemon-fault tests give their private dockerd a bridge of its own.
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
