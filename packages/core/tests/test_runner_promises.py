@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextvars
 import threading
 from decimal import Decimal
 from typing import Any
@@ -20,10 +21,10 @@ from jobrelay import (
     ConfigError,
     Cost,
     Execution,
+    JobrelayError,
     JobResult,
     JobSpec,
     JobState,
-    JobrelayError,
     JobTimeoutError,
     ManualClock,
     Progress,
@@ -341,7 +342,7 @@ def test_progress_callback_runs_outside_the_runners_lock(clock: ManualClock) -> 
     mock = MockExecutor(clock=clock)
     answered: list[bool] = []
 
-    def callback(progress: Progress) -> None:
+    def callback(_: Progress) -> None:
         # Another thread must be able to ask the Runner for its counts meanwhile.
         worker = threading.Thread(target=runner.progress)
         worker.start()
@@ -384,3 +385,22 @@ def test_cancelled_before_launch_has_a_result_in_run(clock: ManualClock) -> None
             queued.result(1)
         runner.shutdown(wait=True, cancel=True)
     assert queued.status().state is JobState.CANCELLED
+
+
+def test_launch_hooks_run_in_the_submitters_context(clock: ManualClock) -> None:
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+    seen: list[str] = []
+
+    class Seen:
+        @hookimpl
+        def job_launched(self, job: JobSpec, execution: Execution) -> None:
+            seen.append(request_id.get())
+
+    mock = MockExecutor(clock=clock)
+    with router_for(mock, clock) as router, Runner(router, clock=clock) as runner:
+        router.hooks.register(Seen())
+        request_id.set("req-42")
+        runner.submit(job()).result(10)
+        request_id.set("req-43")
+        runner.submit(job()).result(10)
+    assert seen == ["req-42", "req-43"]

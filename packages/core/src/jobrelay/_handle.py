@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import threading
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, Protocol
@@ -53,7 +54,9 @@ class JobRecord:
 
     ``job`` is the submitted spec (None for re-attached executions); ``launched_job``
     what the current attempt launched (the owner label added, and a derived job id
-    for Runner-side retries).
+    for Runner-side retries); ``submitted_in`` the context variables of the code that
+    submitted it, under which its launches run (so a tracing span current at submit
+    is current in the ``job_routed`` and ``job_launched`` hooks too).
     """
 
     job: JobSpec | None
@@ -75,6 +78,7 @@ class JobRecord:
     future: cf.Future[JobResult] = attrs.Factory(cf.Future)
     launched: threading.Event = attrs.Factory(threading.Event)
     failure_result: JobResult | None = None
+    submitted_in: contextvars.Context | None = None
 
     @property
     def job_id(self) -> str:

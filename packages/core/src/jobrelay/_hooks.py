@@ -37,6 +37,7 @@ class Hooks:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
         self._lock = threading.Lock()
+        self._argnames: dict[str, frozenset[str]] = {}
         self._loaded = threading.Event()
         if not load_entry_points:
             self._loaded.set()
@@ -89,12 +90,17 @@ class Hooks:
             AttributeError: no hook of that name is specified.
             pluggy.HookCallError: the call does not give what the specification asks.
         """
-        self._ensure_loaded()
+        if not self._loaded.is_set():
+            self._ensure_loaded()
         caller = getattr(self.manager.hook, hook)
-        spec = caller.spec
-        if spec is not None and set(spec.argnames) != set(kwargs):
+        expected = self._argnames.get(hook)
+        if expected is None:
+            spec = caller.spec
+            expected = frozenset(spec.argnames) if spec is not None else frozenset(kwargs)
+            self._argnames[hook] = expected
+        if expected != kwargs.keys():
             raise pluggy.HookCallError(
-                f"hook {hook} takes {', '.join(spec.argnames)}; called with "
+                f"hook {hook} takes {', '.join(sorted(expected))}; called with "
                 f"{', '.join(sorted(kwargs)) or 'nothing'}"
             )
         try:

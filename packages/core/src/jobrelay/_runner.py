@@ -20,6 +20,7 @@ lost, never leaked" asks of it:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import hashlib
 import logging
 import threading
@@ -180,7 +181,7 @@ class Runner:
             existing = self._by_job_id.get(job.job_id)
             if existing is not None and not existing.done():
                 return existing
-            record = JobRecord(job, context)
+            record = JobRecord(job, context, submitted_in=contextvars.copy_context())
             handle = JobHandle(record, self)
             self._records[handle] = record
             self._by_job_id[job.job_id] = handle
@@ -474,6 +475,14 @@ class Runner:
         return record.launched_job
 
     def _launch(self, handle: JobHandle) -> None:
+        context = self._records[handle].submitted_in
+        if context is None:
+            self._launch_in_context(handle)
+        else:
+            # A copy each time: one Context cannot be entered by two threads at once.
+            context.copy().run(self._launch_in_context, handle)
+
+    def _launch_in_context(self, handle: JobHandle) -> None:
         record = self._records[handle]
         with self._lock:
             cancelled = record.cancel_requested
