@@ -24,6 +24,7 @@ import jobrelay_mock
 
 JOBRELAY = [
     # values and models
+    "ROUTE_METADATA_KEY",
     "Capabilities",
     "Cost",
     "Execution",

@@ -74,3 +74,32 @@ def test_an_unknown_hook_name_is_a_programming_error() -> None:
     hooks = Hooks(load_entry_points=False)
     with pytest.raises(AttributeError):
         hooks.emit("job_exploded", job=JobSpec("busybox"))
+
+
+class Shutdowns:
+    def __init__(self) -> None:
+        self.finished_before: list[int] = []
+        self.finished = 0
+
+    @hookimpl
+    def job_finished(self, execution: Execution, result: Any) -> None:
+        self.finished += 1
+
+    @hookimpl
+    def runner_shutdown(self, runner: Runner) -> None:
+        self.finished_before.append(self.finished)
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_runner_shutdown_is_told_once_after_every_job_finished(wait: bool) -> None:
+    clock = ManualClock(now=1_700_000_000.0)
+    router = Router({"mock": {"instance": MockExecutor(clock=clock)}}, default="mock", clock=clock)
+    seen = Shutdowns()
+    router.hooks.register(seen)
+    runner = Runner(router, clock=clock)
+    handles = [runner.submit(JobSpec("busybox", labels={"mock.duration": "5"})) for _ in range(3)]
+    runner.shutdown(wait=wait)
+    for handle in handles:
+        handle.result(10)
+    runner.shutdown(wait=True)
+    assert seen.finished_before == [3]

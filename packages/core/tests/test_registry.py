@@ -325,29 +325,44 @@ def test_misspelt_option_names_the_key_and_the_accepted_ones() -> None:
     assert "keep_failed" in message
 
 
+class NeedsRegion:
+    """An executor whose constructor needs an argument and has a bug for size=2."""
+
+    name = "needs-region"
+
+    def __init__(self, region: str, *, size: int = 1) -> None:
+        if size == 2:
+            raise TypeError("a bug inside the constructor")
+        self.region = region
+
+    def launch(self, job: object) -> None: ...
+    def status(self, execution: object) -> None: ...
+    def statuses(self, executions: object) -> None: ...
+    def logs(self, execution: object, *, tail: object = None) -> None: ...
+    def stream_logs(self, execution: object) -> None: ...
+    def harvest(self, execution: object) -> None: ...
+    def cancel(self, execution: object) -> None: ...
+    def cleanup(self, execution: object) -> None: ...
+    def capabilities(self) -> None: ...
+    def health(self) -> None: ...
+    def close(self) -> None: ...
+
+
 @pytest.mark.usefixtures("registry_state")
 def test_type_error_inside_a_constructor_is_not_disguised_as_configuration() -> None:
-    class Broken:
-        name = "broken"
-
-        def __init__(self, *, size: int = 1) -> None:
-            raise TypeError("a bug inside the constructor")
-
-    for method in ("launch", "status", "statuses", "logs", "stream_logs", "harvest"):
-        setattr(Broken, method, lambda self, *a, **k: None)
-    for method in ("cancel", "cleanup", "capabilities", "health", "close"):
-        setattr(Broken, method, lambda self, *a, **k: None)
-    register_executor("broken", Broken)
+    register_executor("needs-region", NeedsRegion)
     with pytest.raises(TypeError, match="a bug inside the constructor"):
-        get_executor("broken", size=2)
+        get_executor("needs-region", region="eu", size=2)
     with pytest.raises(ConfigError, match="unknown option 'sise'"):
-        get_executor("broken", sise=2)
+        get_executor("needs-region", region="eu", sise=2)
 
 
 @pytest.mark.usefixtures("registry_state")
 def test_missing_required_argument_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="executor 'fargate'|executor 'mock'"):
-        get_executor("mock", name="x", behavior=None, clock=None, healthy=True, bogus=1)
+    register_executor("needs-region", NeedsRegion)
+    with pytest.raises(ConfigError, match=r"needs-region.*region"):
+        get_executor("needs-region", size=1)
+    assert get_executor("needs-region", region="eu").name == "needs-region"
 
 
 # -- a fresh interpreter -----------------------------------------------------------------

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         Hooks,
     )
     from jobrelay._models import (
+        ROUTE_METADATA_KEY,
         Capabilities,
         Cost,
         Execution,
@@ -97,6 +98,7 @@ if TYPE_CHECKING:
 # Runner, the rule compiler nor the CLI machinery.
 _LAZY = {
     "Capabilities": "jobrelay._models",
+    "ROUTE_METADATA_KEY": "jobrelay._models",
     "Clock": "jobrelay._clock",
     "Cost": "jobrelay._models",
     "CostEstimator": "jobrelay._protocol",
@@ -158,6 +160,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ROUTE_METADATA_KEY",
     "Capabilities",
     "Clock",
     "ConfigError",

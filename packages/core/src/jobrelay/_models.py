@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from jobrelay._spec import JobSpec
 
 __all__ = [
+    "ROUTE_METADATA_KEY",
     "Capabilities",
     "Cost",
     "Execution",
@@ -25,6 +26,11 @@ __all__ = [
     "LogLine",
     "Logs",
 ]
+
+
+ROUTE_METADATA_KEY = "jobrelay.route"
+"""Key of the routing record (``RouteDecision.to_dict()``) that ``Router.launch`` adds to
+``Execution.metadata``: the chosen executor, the reason, every hop and skipped candidate."""
 
 
 class JobState(str, enum.Enum):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -11,6 +13,7 @@ from jobrelay._models import Cost, Execution, JobResult, JobStatus, LogLine, Log
 from jobrelay.errors import ExecutorError
 
 __all__ = [
+    "RateLimiter",
     "duration_of",
     "follow_logs",
     "make_result",
@@ -108,3 +111,49 @@ def make_result(
 ) -> JobResult:
     """Return the :class:`JobResult` of a harvest, its duration taken from ``status``."""
     return JobResult(execution, status, logs, duration_of(status), cost)
+
+
+class RateLimiter:
+    """Keeps calls within a quota of ``calls`` per ``period`` seconds, across threads.
+
+    A sliding window: :meth:`acquire` waits (on ``clock``) until fewer than ``calls``
+    calls were made in the last ``period`` seconds, then records one. Cloud quotas are
+    written this way (Cloud Logging's ``entries.list``: 60 per minute per project), so
+    sharing one limiter between every poller of an executor keeps all of them inside.
+
+    Example::
+
+        limiter = RateLimiter(60, 60.0, clock=SystemClock())
+        for page in pages:
+            limiter.acquire()
+            client.list_entries(...)
+    """
+
+    def __init__(self, calls: int, period: float, *, clock: Clock) -> None:
+        if calls < 1:
+            raise ValueError(f"RateLimiter.calls must be 1 or more, got {calls}")
+        if not period > 0:
+            raise ValueError(f"RateLimiter.period must be greater than 0, got {period}")
+        self.calls = calls
+        self.period = period
+        self._clock = clock
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait until a call is allowed and record it; return the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock.time()
+                while self._times and now - self._times[0] >= self.period:
+                    self._times.popleft()
+                if len(self._times) < self.calls:
+                    self._times.append(now)
+                    return waited
+                pause = self.period - (now - self._times[0])
+            self._clock.sleep(pause)
+            waited += pause
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({self.calls} per {self.period:g}s)"

@@ -164,6 +164,7 @@ class Runner:
         self._total = 0
         self._counts: dict[str, int] = dict.fromkeys(_OUTCOME_FIELD.values(), 0)
         self._last_progress: Progress | None = None
+        self._shutdown_emitted = threading.Event()
         self._monitor = threading.Thread(target=self._loop, name="jobrelay-monitor", daemon=True)
         self._monitor.start()
 
@@ -292,6 +293,14 @@ class Runner:
         if wait:
             self._monitor.join()
             self._pool.shutdown(wait=True)
+            self._emit_shutdown()
+
+    def _emit_shutdown(self) -> None:
+        with self._lock:
+            if self._shutdown_emitted.is_set():
+                return
+            self._shutdown_emitted.set()
+        self.router.hooks.emit("runner_shutdown", runner=self)
 
     def __enter__(self) -> Runner:
         return self
@@ -397,6 +406,10 @@ class Runner:
                 interval = min(interval * 2, self.poll_interval)
             self._pause(interval, idle=idle or not (active or self._waiting))
         logger.debug("runner monitor stopped")
+        if not self._shutdown_emitted.is_set():
+            # shutdown(wait=False): nobody joins; say it from here once the work is done.
+            self._pool.shutdown(wait=True)
+            self._emit_shutdown()
 
     def _pause(self, interval: float, *, idle: bool) -> None:
         # Waiting on other threads is real time whatever the clock. Simulated time

@@ -10,6 +10,7 @@ otherwise write:
   ``LaunchError`` / ``ExecutorError`` from one table;
 - :func:`wait_until_terminal`, :func:`follow_logs`, :func:`paginate`: the loops of
   polling backends;
+- :class:`RateLimiter`: keep pollers inside a per-minute API quota;
 - :func:`make_result`, :func:`duration_of`, :func:`utc_from_epoch`: results and times;
 - :class:`ExecutorBase`: the context-manager boilerplate.
 
@@ -19,6 +20,7 @@ The label keys live in :mod:`jobrelay.labels`.
 from jobrelay._base import ExecutorBase
 from jobrelay._errormap import ErrorTable
 from jobrelay._polling import (
+    RateLimiter,
     duration_of,
     follow_logs,
     make_result,
@@ -32,6 +34,7 @@ __all__ = [
     "MASK",
     "ErrorTable",
     "ExecutorBase",
+    "RateLimiter",
     "Scrubber",
     "duration_of",
     "follow_logs",

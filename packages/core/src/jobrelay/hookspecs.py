@@ -23,6 +23,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from jobrelay._models import Execution, JobResult, JobState
+    from jobrelay._runner import Runner
     from jobrelay._spec import JobSpec
     from jobrelay.errors import ExecutorError
 
@@ -54,3 +55,11 @@ def job_finished(execution: Execution, result: JobResult) -> None:
 @hookspec
 def launch_failed(job: JobSpec, executor: str, error: ExecutorError) -> None:
     """Launching ``job`` on ``executor`` failed with ``error`` (routing may go on)."""
+
+
+@hookspec
+def runner_shutdown(runner: Runner) -> None:
+    """A Runner finished shutting down: every ``job_finished`` it will emit was emitted.
+
+    The moment for plugins that buffer (archives, exporters) to flush.
+    """
