@@ -1,9 +1,12 @@
 """Fargate status sweeps: DescribeTasks calls and time, batched vs one call per task.
 
-Claim (issue 6): ``FargateExecutor.statuses()`` asks ECS about N tasks in
-ceil(N/100) DescribeTasks calls. Baseline, in the same run: one DescribeTasks call per
-task (``status()`` in a loop). Both run through boto3 over HTTP against moto's server
-on 127.0.0.1; calls are counted with botocore's ``before-call`` event.
+Claim: ``FargateExecutor.statuses()`` asks ECS about N tasks in ceil(N/100)
+DescribeTasks calls. Baseline, in the same run: one DescribeTasks call per task
+(``status()`` in a loop). Both run through boto3 over HTTP against an unpatched moto
+server on 127.0.0.1; calls are counted with botocore's ``before-call`` event.
+
+Also printed: the estimate for one job (1 vCPU, 2 GiB, 10 minutes) from the shipped
+price table, on-demand and Spot, x86 and ARM, in us-east-1.
 
 Run: ``python benchmarks/bench_fargate.py`` (needs jobrelay-fargate and moto[server]).
 """
@@ -22,7 +25,6 @@ from typing import Any
 
 import boto3
 import moto
-from moto.ecs.models import EC2ContainerServiceBackend
 from moto.server import ThreadedMotoServer
 
 from jobrelay import Execution, JobSpec
@@ -32,19 +34,6 @@ REGION = "us-east-1"
 TASKS = 250
 SIZES = (1, 99, 100, 101, 250)
 REPEATS = 3
-
-
-def _patch_moto() -> None:
-    # moto sums per-container memory to place a task; Fargate needs only task memory.
-    def resources(task_definition: Any) -> dict[str, Any]:
-        return {
-            "CPU": int(task_definition.cpu or 0),
-            "MEMORY": int(task_definition.memory or 0),
-            "PORTS": [],
-            "PORTS_UDP": [],
-        }
-
-    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(resources)  # type: ignore[method-assign]  # noqa: SLF001 - moto workaround, as in the tests
 
 
 def _post(url: str, payload: dict[str, Any]) -> None:
@@ -65,7 +54,6 @@ def _timed(sweep: Callable[[], object]) -> float:
 def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    _patch_moto()
     # The fake server's per-request access log would drown the figures.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -101,6 +89,29 @@ def main() -> None:
             _report(executor, executions, lambda: describe_calls)
     finally:
         server.stop()
+    _costs(session)
+
+
+def _costs(session: boto3.session.Session) -> None:
+    job = JobSpec("busybox:1.36", ["true"], resources={"cpu": 1, "memory": "2Gi"})
+    print("Fargate estimate, 1 vCPU / 2 GiB for 10 minutes, us-east-1 (shipped table):")
+    for capacity in ("FARGATE", "FARGATE_SPOT"):
+        for architecture in ("X86_64", "ARM64"):
+            with FargateExecutor(
+                "bench",
+                ["subnet-0"],
+                [],
+                region=REGION,
+                session=session,
+                capacity_provider=capacity,
+                cpu_architecture=architecture,
+            ) as executor:
+                cost = executor.estimate_cost(job, 600)
+            assert cost is not None
+            print(
+                f"  {capacity:<13} {architecture:<7} {cost.amount:.6f} {cost.currency}"
+                f"  ({cost.rate_per_hour} {cost.currency}/h; {cost.source})"
+            )
 
 
 def _report(

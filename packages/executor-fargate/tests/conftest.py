@@ -1,13 +1,22 @@
 """Fixtures: one moto server per session on 127.0.0.1, reset before every test.
 
 boto3 talks real HTTP to moto through :class:`WireProxy`, which records the calls.
-Where moto differs from AWS the fixtures adapt moto, never the executor:
+The executor sends what real ECS accepts and what moto needs as it is (a container
+memory limit equal to the task's, for one), so it runs against an unpatched moto
+(``test_fargate_plain_moto.py`` proves it in a fresh interpreter). Only where moto is
+wrong about AWS do these fixtures patch it, never the executor:
 
-- moto adds up per-container memory to place a task and fails without it (Fargate
-  needs only task-level memory), so its resource count falls back to task memory;
-- moto stamps no ``createdAt`` on tasks, so the fixture does;
+- moto's tasks have no ``createdAt``, ``cpu`` or ``memory`` (DescribeTasks in AWS
+  always has them), so the fixture sets them as AWS would;
+- moto runs a task launched with a ``capacityProviderStrategy`` (FARGATE_SPOT) on EC2
+  container instances and fails without any (in AWS the FARGATE and FARGATE_SPOT
+  providers are Fargate), so such a RunTask is treated as ``launchType=FARGATE``.
+
+What is configuration, not a patch:
+
 - moto's tasks walk RUNNING -> STOPPED on every DescribeTasks by default; that walk
-  is switched off, and :class:`MotoFargate` moves tasks explicitly instead;
+  is switched to manual through moto's state-manager API, and :class:`MotoFargate`
+  moves tasks explicitly instead;
 - moto needs the default VPC's subnet and security group to attach task ENIs;
 - between tests ECS and Logs are reset in-process (the server runs in this process),
   which is moto's own per-backend reset without rebuilding EC2's default VPC.
@@ -24,6 +33,7 @@ from typing import Any
 import boto3
 import pytest
 from moto.ecs.models import EC2ContainerServiceBackend
+from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.server import ThreadedMotoServer
 
 from fargate_fakes import REGION, MakeExecutor, MotoFargate, WireProxy, reset_services
@@ -40,35 +50,34 @@ def _post(url: str, payload: dict[str, Any] | None = None) -> None:
         answer.read()
 
 
-def _resources(task_definition: Any) -> dict[str, Any]:
-    memory = 0
-    for container in task_definition.container_definitions:
-        memory += int(container.get("memory") or container.get("memoryReservation") or 0)
-    return {
-        "CPU": int(task_definition.cpu or 0),
-        "MEMORY": memory or int(task_definition.memory or 0),
-        "PORTS": [],
-        "PORTS_UDP": [],
-    }
-
-
 @pytest.fixture(scope="session")
 def _moto_patched() -> Iterator[None]:
     original_run_task = EC2ContainerServiceBackend.run_task
+    original_response = EC2ContainerServiceResponse.run_task
 
     def run_task(self: Any, *args: Any, **kwargs: Any) -> Any:
         tasks: list[Any] = original_run_task(self, *args, **kwargs)
         for task in tasks:
+            definition = self.describe_task_definition(task.task_definition_arn)
             task.created_at = datetime.now(timezone.utc)
+            task.cpu, task.memory = definition.cpu, definition.memory
         return tasks
 
+    def run_task_response(self: Any) -> Any:
+        get = self._get_param
+
+        def param(name: str, if_none: Any = None) -> Any:
+            value = get(name, if_none)
+            if name == "launchType" and value is None and get("capacityProviderStrategy"):
+                return "FARGATE"
+            return value
+
+        self._get_param = param
+        return original_response(self)
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(
-            EC2ContainerServiceBackend,
-            "_calculate_task_resource_requirements",
-            staticmethod(_resources),
-        )
         patch.setattr(EC2ContainerServiceBackend, "run_task", run_task)
+        patch.setattr(EC2ContainerServiceResponse, "run_task", run_task_response)
         yield
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +61,7 @@ class _Rule:
     body: dict[str, Any] = attrs.Factory(dict)
     drop: bool = False
     forward: bool = False
+    skip: int = 0
 
 
 class WireProxy:
@@ -70,6 +73,10 @@ class WireProxy:
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._rules: list[_Rule] = []
+        self._chaos_rate = 0.0
+        self._random = random.Random(0)  # noqa: S311 - fault injection, not crypto
+        self.faults: Counter[str] = Counter()
+        self.faulted: Counter[tuple[str, str]] = Counter()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -91,10 +98,27 @@ class WireProxy:
         self._thread.join()
 
     def clear(self) -> None:
-        """Forget recorded calls and pending faults."""
+        """Forget recorded calls and pending faults; stop any chaos."""
         with self._lock:
             self._calls.clear()
             self._rules.clear()
+            self._chaos_rate = 0.0
+            self.faults.clear()
+            self.faulted.clear()
+
+    def chaos(self, rate: float, *, seed: int = 0) -> None:
+        """Fail about ``rate`` of all calls from now on, each in one of four ways.
+
+        Evenly: a 500 ``ServerException`` whose message echoes the request (as AWS
+        services sometimes echo parameters), a 400 ``ThrottlingException``, a
+        connection dropped before the call reaches moto, and a reply lost after the
+        call took effect. :attr:`faults` counts what was injected.
+        """
+        with self._lock:
+            self._chaos_rate = rate
+            self._random.seed(seed)
+            self.faults.clear()
+            self.faulted.clear()
 
     # -- what tests use ------------------------------------------------------------
 
@@ -113,22 +137,36 @@ class WireProxy:
         return len(self.calls if operation is None else self.ops(operation))
 
     def fail(
-        self, operation: str, *, status: int, code: str, message: str = "", times: int = 1
+        self,
+        operation: str,
+        *,
+        status: int,
+        code: str,
+        message: str = "",
+        times: int = 1,
+        skip: int = 0,
+        after_effect: bool = False,
     ) -> None:
-        """Answer the next ``times`` calls of ``operation`` with an AWS JSON error."""
+        """Answer the next ``times`` calls of ``operation`` with an AWS JSON error.
+
+        ``skip`` lets that many matching calls through first; ``after_effect`` passes
+        the call to moto before answering with the error (it took effect all the same).
+        """
         body = {"__type": code, "message": message or code}
         with self._lock:
-            self._rules.append(_Rule(operation, times, status, body))
+            self._rules.append(
+                _Rule(operation, times, status, body, forward=after_effect, skip=skip)
+            )
 
     def answer(self, operation: str, body: dict[str, Any], *, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``operation`` with ``body`` (HTTP 200)."""
         with self._lock:
             self._rules.append(_Rule(operation, times, 200, body))
 
-    def drop(self, operation: str, *, times: int = 1) -> None:
+    def drop(self, operation: str, *, times: int = 1, skip: int = 0) -> None:
         """Close the connection on the next ``times`` calls of ``operation``."""
         with self._lock:
-            self._rules.append(_Rule(operation, times, drop=True))
+            self._rules.append(_Rule(operation, times, drop=True, skip=skip))
 
     def lose_reply(self, operation: str, *, times: int = 1) -> None:
         """Pass the next ``times`` calls of ``operation`` to moto, then drop the reply.
@@ -150,10 +188,30 @@ class WireProxy:
         with self._lock:
             self._calls.append(Call(service, operation, body))
             for rule in self._rules:
-                if rule.operation == operation and rule.times > 0:
-                    rule.times -= 1
-                    return rule
+                if rule.operation != operation or rule.times <= 0:
+                    continue
+                if rule.skip > 0:
+                    rule.skip -= 1
+                    continue
+                rule.times -= 1
+                return rule
+            if self._chaos_rate and self._random.random() < self._chaos_rate:
+                return self._chaos_rule(operation, raw)
         return None
+
+    def _chaos_rule(self, operation: str, raw: bytes) -> _Rule:
+        kind = self._random.choice(("error", "throttle", "drop", "lost-reply"))
+        self.faults[kind] += 1
+        self.faulted[operation, kind] += 1
+        if kind == "error":
+            echo = raw.decode("utf-8", "replace")[:4000]
+            body = {"__type": "ServerException", "message": f"internal error on {echo}"}
+            return _Rule(operation, 0, 500, body)
+        if kind == "throttle":
+            return _Rule(
+                operation, 0, 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+            )
+        return _Rule(operation, 0, drop=True, forward=kind == "lost-reply")
 
     def _forward(
         self, method: str, path: str, headers: dict[str, str], raw: bytes

@@ -11,6 +11,7 @@ import pytest
 import jobrelay_fargate
 from fargate_fakes import REGION, MakeExecutor, MotoFargate, WireProxy
 from jobrelay import ConfigError, JobSpec, load_executor_class
+from jobrelay import labels as jl
 from jobrelay_fargate import FargateExecutor
 
 
@@ -50,7 +51,15 @@ def test_list_managed_finds_only_this_executors_tasks(
     assert listed["reconcile-finished"].execution_id == finished.execution_id
     assert listed["reconcile-running"].executor == ours.name
     assert listed["reconcile-running"].launched_at.tzinfo is not None
+    assert listed["reconcile-running"].metadata["owner"] == jl.default_owner()
     assert [e.execution_id for e in other.list_managed()] == [theirs.execution_id]
+
+
+def test_list_managed_reports_each_tasks_owner(executor: FargateExecutor) -> None:
+    executor.launch(_job(job_id="mine", labels={jl.OWNER: "host-a"}))
+    executor.launch(_job(job_id="theirs", labels={jl.OWNER: "host-b"}))
+    owners = {e.job_id: e.metadata["owner"] for e in executor.list_managed()}
+    assert owners == {"mine": "host-a", "theirs": "host-b"}
 
 
 def test_list_managed_executions_work_with_status(
@@ -133,6 +142,10 @@ def test_health_of_an_unreachable_endpoint_never_raises(make_executor: MakeExecu
     ("overrides", "field"),
     [
         ({"capacity_provider": "EC2"}, "capacity_provider"),
+        ({"cpu_architecture": "arm"}, "cpu_architecture"),
+        ({"poll_interval": float("nan")}, "poll_interval"),
+        ({"missing_grace": 10**400}, "missing_grace"),
+        ({"retry": 3}, "retry"),
         ({"subnets": "subnet-1"}, "subnets"),
         ({"subnets": []}, "subnets"),
         ({"security_groups": [""]}, "security_groups"),
@@ -180,3 +193,9 @@ def test_entry_point_loads_the_executor() -> None:
 def test_public_surface() -> None:
     assert jobrelay_fargate.__all__ == ["FargateExecutor"]
     assert FargateExecutor.__doc__
+
+
+def test_constructor_options_are_keyword_only() -> None:
+    untyped: Any = FargateExecutor
+    with pytest.raises(TypeError, match="positional"):
+        untyped("jobs", ["subnet-1"], [], "us-east-1")

@@ -9,6 +9,7 @@ import pytest
 
 from fargate_fakes import MakeExecutor, MotoFargate, WireProxy
 from jobrelay import JobSpec, LaunchError, RetryPolicy, TransientExecutorError
+from jobrelay import labels as jl
 from jobrelay_fargate import FargateExecutor
 from jobrelay_fargate._tags import client_token, started_by
 
@@ -73,6 +74,12 @@ def test_each_distinct_shape_gets_its_own_family(
     assert proxy.count("RegisterTaskDefinition") == 5
     definition = _task_definition(moto, base.metadata["task_definition_arn"])
     container = definition["containerDefinitions"][0]
+    # what real ECS accepts and unpatched moto needs: the container limit is the task's
+    assert container["memory"] == int(definition["memory"]) == 2048  # 1 vCPU: 2 GiB at least
+    assert definition["runtimePlatform"] == {
+        "cpuArchitecture": "X86_64",
+        "operatingSystemFamily": "LINUX",
+    }
     assert definition["requiresCompatibilities"] == ["FARGATE"]
     assert definition["networkMode"] == "awsvpc"
     assert container["logConfiguration"] == {
@@ -261,10 +268,72 @@ def test_throttling_and_5xx_are_transient_and_retried(
     assert [t.task_arn for t in moto.tasks()] == [execution.execution_id]
 
 
-def test_a_dropped_connection_is_transient(executor: FargateExecutor, proxy: WireProxy) -> None:
+def test_a_dropped_read_is_retried_inside_the_launch(
+    executor: FargateExecutor, proxy: WireProxy, moto: MotoFargate
+) -> None:
     proxy.drop("ListTasks")
-    with pytest.raises(TransientExecutorError):
+    execution = executor.launch(_job())
+    assert proxy.count("ListTasks") == 3  # dropped, repeated, then the STOPPED look-up
+    assert [t.task_arn for t in moto.tasks()] == [execution.execution_id]
+
+
+def test_reads_failing_past_the_retry_budget_are_transient(
+    executor: FargateExecutor, proxy: WireProxy
+) -> None:
+    proxy.drop("ListTasks", times=10)
+    with pytest.raises(TransientExecutorError, match="ListTasks"):
         executor.launch(_job())
+    assert proxy.count("ListTasks") == 4  # the executor's default retry: 4 attempts
+    assert proxy.count("RunTask") == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(500, "ServerException"), (400, "ThrottlingException")]
+)
+def test_an_error_after_run_task_took_effect_finds_the_task(
+    executor: FargateExecutor, proxy: WireProxy, moto: MotoFargate, status: int, code: str
+) -> None:
+    proxy.fail("RunTask", status=status, code=code, after_effect=True)
+    execution = executor.launch(_job())
+    assert proxy.count("RunTask") == 1  # looked up, not sent again
+    assert [t.task_arn for t in moto.tasks()] == [execution.execution_id]
+
+
+def test_lost_reply_and_failed_look_up_is_transient_then_found(
+    executor: FargateExecutor, proxy: WireProxy, moto: MotoFargate
+) -> None:
+    job = _job()
+    proxy.lose_reply("RunTask")
+    # the two look-ups before RunTask pass; every one after it fails
+    proxy.drop("ListTasks", times=10, skip=2)
+    with pytest.raises(TransientExecutorError, match="outcome unknown") as caught:
+        executor.launch(job)
+    assert not isinstance(caught.value, LaunchError)
+    (task,) = moto.tasks()  # the task runs: the caller must not forget it
+    proxy.clear()
+    again = executor.launch(job)
+    assert again.execution_id == task.task_arn
+    assert proxy.count("RunTask") == 0
+
+
+def test_lost_reply_and_refused_look_up_is_still_transient(
+    executor: FargateExecutor, proxy: WireProxy, moto: MotoFargate
+) -> None:
+    proxy.lose_reply("RunTask")
+    proxy.fail("ListTasks", status=400, code="AccessDeniedException", skip=2)
+    with pytest.raises(TransientExecutorError, match="outcome unknown"):
+        executor.launch(_job())
+    assert len(list(moto.tasks())) == 1
+
+
+def test_run_task_refused_without_effect_is_transient_and_starts_nothing(
+    executor: FargateExecutor, proxy: WireProxy, moto: MotoFargate
+) -> None:
+    proxy.fail("RunTask", status=503, code="ServiceUnavailableException", times=10)
+    with pytest.raises(TransientExecutorError, match="ServiceUnavailableException"):
+        RetryPolicy(attempts=3).call(executor.launch, _job())
+    assert proxy.count("RunTask") == 3
+    assert list(moto.tasks()) == []
 
 
 @pytest.mark.parametrize(
@@ -362,6 +431,7 @@ def test_tags_carry_jobrelay_labels_and_sanitised_job_labels(
     assert tags["jobrelay.job-id"] == job.job_id
     assert tags["jobrelay.job-name"] == "nightly report"
     assert tags["jobrelay.executor"] == "fargate"
+    assert tags["jobrelay.owner"] == jl.default_owner()
     assert tags["team"] == "data"
     assert tags["cost/centre"] == "4_2"
     assert tags["x-aws:owner"] == "me"
@@ -379,3 +449,19 @@ def test_fargate_spot_uses_a_capacity_provider_strategy(
         {"capacityProvider": "FARGATE_SPOT", "weight": 1}
     ]
     assert run.body["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
+
+
+def test_the_owner_tag_comes_from_the_job_label(
+    executor: FargateExecutor, moto: MotoFargate
+) -> None:
+    execution = executor.launch(_job(labels={jl.OWNER: "worker-7"}))
+    answer: Any = moto.ecs.list_tags_for_resource(resourceArn=execution.execution_id)
+    tags = {tag["key"]: tag["value"] for tag in answer["tags"]}
+    assert tags[jl.OWNER] == "worker-7"
+
+
+def test_arm64_goes_into_the_task_definition(make_executor: MakeExecutor, proxy: WireProxy) -> None:
+    execution = make_executor(cpu_architecture="ARM64").launch(_job())
+    (register,) = proxy.ops("RegisterTaskDefinition")
+    assert register.body["runtimePlatform"]["cpuArchitecture"] == "ARM64"
+    assert execution.metadata["cpu_architecture"] == "ARM64"

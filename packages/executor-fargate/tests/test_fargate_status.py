@@ -126,7 +126,24 @@ def test_unknown_ecs_status_keeps_polling() -> None:
 def test_statuses_of_many_in_ceil_n_over_100_calls(
     executor: FargateExecutor, moto: MotoFargate, proxy: WireProxy, count: int
 ) -> None:
-    executions = [executor.launch(_job(job_id=f"batch-{i}")) for i in range(count)]
+    # one launch registers the task definition; moto's own API starts the rest, 10 a call
+    first = executor.launch(_job(job_id="batch-0"))
+    definition = first.metadata["task_definition_arn"]
+    network = {
+        "awsvpcConfiguration": {"subnets": [moto.subnet], "securityGroups": [moto.security_group]}
+    }
+    arns = [first.execution_id]
+    while len(arns) < count:
+        answer: Any = moto.ecs.run_task(
+            cluster=moto.cluster,
+            taskDefinition=definition,
+            launchType="FARGATE",
+            networkConfiguration=network,
+            count=min(10, count - len(arns)),
+        )
+        arns += [task["taskArn"] for task in answer["tasks"]]
+    now = datetime.now(timezone.utc)
+    executions = [Execution("fargate", arn, f"batch-{i}", now) for i, arn in enumerate(arns)]
     for execution in executions[::2]:
         moto.finish(execution.execution_id, 0)
     proxy.clear()

@@ -7,15 +7,16 @@ misconfigured executor fails when it is built, not on its first job.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-from jobrelay import ConfigError
+from jobrelay import ConfigError, Health
 from jobrelay_fargate._launch import NetworkConfig
 
 __all__ = ["Clients", "Settings"]
@@ -23,6 +24,7 @@ __all__ = ["Clients", "Settings"]
 _FAMILY_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,200}")
 _LOG_GROUP = re.compile(r"[\w./#-]{1,512}")
 _CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+_ARCHITECTURES = ("X86_64", "ARM64")
 
 
 def _strings(field: str, value: object, *, allow_empty: bool) -> tuple[str, ...]:
@@ -49,10 +51,22 @@ def _optional_text(field: str, value: object) -> str | None:
     return None if value is None else _text(field, value)
 
 
+_MAX_SECONDS = 7 * 24 * 3600.0
+
+
 def _seconds(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ConfigError(f"{field}: must be a number of seconds >= 0, got {value!r}")
-    return float(value)
+    # Compare before converting: a huge int would overflow float() (and its repr).
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if 0 <= value <= _MAX_SECONDS:
+            return float(value)
+        shown = "an int out of range" if isinstance(value, int) else repr(value)
+        if isinstance(value, int) and abs(value) < 10**15:
+            shown = repr(value)
+    else:
+        shown = type(value).__name__
+    raise ConfigError(
+        f"{field}: must be a number of seconds from 0 to {_MAX_SECONDS:g}, got {shown}"
+    )
 
 
 @attrs.frozen
@@ -69,6 +83,7 @@ class Settings:
     family_prefix: str
     poll_interval: float
     missing_grace: float
+    cpu_architecture: str = "X86_64"
 
     @classmethod
     def build(
@@ -88,6 +103,7 @@ class Settings:
         family_prefix: object,
         poll_interval: object,
         missing_grace: object,
+        cpu_architecture: object = "X86_64",
     ) -> Settings:
         """Check every argument and return the settings.
 
@@ -98,6 +114,11 @@ class Settings:
             raise ConfigError(
                 f"capacity_provider: must be one of {', '.join(_CAPACITY_PROVIDERS)}, "
                 f"got {capacity_provider!r}"
+            )
+        if cpu_architecture not in _ARCHITECTURES:
+            raise ConfigError(
+                f"cpu_architecture: must be one of {', '.join(_ARCHITECTURES)}, "
+                f"got {cpu_architecture!r}"
             )
         if not isinstance(assign_public_ip, bool):
             raise ConfigError(f"assign_public_ip: must be a bool, got {assign_public_ip!r}")
@@ -121,6 +142,7 @@ class Settings:
             family_prefix=_text("family_prefix", family_prefix, _FAMILY_PREFIX),
             poll_interval=_seconds("poll_interval", poll_interval),
             missing_grace=_seconds("missing_grace", missing_grace),
+            cpu_architecture=str(cpu_architecture),
         )
 
 
@@ -171,3 +193,31 @@ class Clients:
         except (BotoCoreError, ValueError) as exc:
             raise ConfigError(f"cannot create AWS clients: {exc}") from exc
         return cls(ecs=ecs, logs=logs, health_ecs=health_ecs, region=str(ecs.meta.region_name))
+
+    def health(self, cluster: str) -> Health:
+        """DescribeClusters on ``cluster`` with the quick client; never raises."""
+        started = time.monotonic()
+        try:
+            answer = self.health_ecs.describe_clusters(clusters=[cluster])
+        except (ClientError, BotoCoreError) as exc:
+            return Health(
+                healthy=False,
+                latency=time.monotonic() - started,
+                detail=f"DescribeClusters failed: {exc}",
+            )
+        latency = time.monotonic() - started
+        clusters = answer.get("clusters", [])
+        if not clusters:
+            reasons = ", ".join(str(f.get("reason")) for f in answer.get("failures", []))
+            detail = f"cluster {cluster!r} not found ({reasons or 'no answer'})"
+            return Health(healthy=False, latency=latency, detail=detail)
+        state = str(clusters[0].get("status", ""))
+        if state != "ACTIVE":
+            return Health(healthy=False, latency=latency, detail=f"cluster {cluster!r} is {state}")
+        detail = f"cluster {cluster!r} is ACTIVE in {self.region}"
+        return Health(healthy=True, latency=latency, detail=detail)
+
+    def close(self) -> None:
+        """Close every client's connection pool."""
+        for client in (self.ecs, self.logs, self.health_ecs):
+            client.close()

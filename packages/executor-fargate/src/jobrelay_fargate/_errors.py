@@ -1,22 +1,19 @@
-"""Turning botocore failures into jobrelay errors.
+"""Fargate's error table: which botocore failures are passing faults, and their words.
 
-Throttling, 5xx answers, connection failures and timeouts become
-:class:`~jobrelay.errors.TransientExecutorError` (jobrelay's ``RetryPolicy`` retries
-them; botocore's own retries are switched off so the two do not multiply). Everything
-else is permanent: :class:`~jobrelay.errors.LaunchError` while launching,
-:class:`~jobrelay.errors.ExecutorError` otherwise, carrying AWS's code and message.
+Throttling, 5xx answers, connection failures and timeouts are transient (retried by
+jobrelay's ``RetryPolicy``; botocore's own retries are switched off so the two do not
+multiply). Everything else is permanent. The translation itself is core's
+:class:`~jobrelay.backend.ErrorTable`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from jobrelay import ExecutorError, LaunchError, TransientExecutorError
+from jobrelay.backend import ErrorTable
 
-__all__ = ["error_code", "is_transient", "translate"]
+__all__ = ["TABLE", "TRANSIENT_CODES", "error_code", "is_transient"]
 
 TRANSIENT_CODES = frozenset(
     {
@@ -55,13 +52,6 @@ def _status(error: ClientError) -> int:
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    # AWS and botocore echo parameter values in some messages; a secret must not leak.
-    for value in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(value, "***")
-    return text
-
-
 def is_transient(error: BaseException) -> bool:
     """Return whether ``error`` is a passing fault worth retrying."""
     if isinstance(error, ClientError):
@@ -70,40 +60,19 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, _TRANSPORT_ERRORS)
 
 
-def translate(
-    error: ClientError | BotoCoreError,
-    *,
-    action: str,
-    executor: str,
-    job_id: str | None = None,
-    launch: bool = False,
-    secrets: Iterable[str] = (),
-) -> ExecutorError:
-    """Map a botocore failure during ``action`` to the jobrelay error to raise.
-
-    Args:
-        error: what botocore raised.
-        action: what was being done, e.g. ``"RunTask"``; starts the message.
-        executor: executor name, set on the error.
-        job_id: the job concerned, set on the error.
-        launch: permanent failures become ``LaunchError`` instead of ``ExecutorError``.
-        secrets: values scrubbed from the message.
-    """
+def describe(error: BaseException) -> str:
+    """Return AWS's code, message and request id, or the transport failure."""
     if isinstance(error, ClientError):
         detail = error.response.get("Error", {}).get("Message", "") or str(error)
-        code = error_code(error) or f"HTTP {_status(error)}"
-        message = f"fargate {action} failed: {code}: {detail}"
+        text = f"{error_code(error) or f'HTTP {_status(error)}'}: {detail}"
         request_id = error.response.get("ResponseMetadata", {}).get("RequestId")
-        if request_id:
-            message += f" (request id {request_id})"
-    else:
-        message = f"fargate {action} failed: {type(error).__name__}: {error}"
-    message = _scrub(message, secrets)
-    cls: type[ExecutorError]
-    if is_transient(error):
-        cls = TransientExecutorError
-    elif launch:
-        cls = LaunchError
-    else:
-        cls = ExecutorError
-    return cls(message, executor=executor, job_id=job_id)
+        return f"{text} (request id {request_id})" if request_id else text
+    return f"{type(error).__name__}: {error}"
+
+
+TABLE = ErrorTable(
+    backend="fargate",
+    catch=(ClientError, BotoCoreError),
+    transient=is_transient,
+    describe=describe,
+)

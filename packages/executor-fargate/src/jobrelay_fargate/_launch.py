@@ -108,6 +108,7 @@ def plan_launch(
     log_stream_prefix: str,
     execution_role_arn: str | None,
     task_role_arn: str | None,
+    cpu_architecture: str = "X86_64",
 ) -> LaunchPlan:
     """Check ``job`` against Fargate's limits and build its launch; no API call.
 
@@ -149,6 +150,7 @@ def plan_launch(
         log_stream_prefix=log_stream_prefix,
         execution_role_arn=execution_role_arn,
         task_role_arn=task_role_arn,
+        cpu_architecture=cpu_architecture,
     )
     return LaunchPlan(
         size=size,

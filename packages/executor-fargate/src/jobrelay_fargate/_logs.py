@@ -8,7 +8,7 @@ and does not keep stdout and stderr apart, so everything is reported as ``stdout
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -147,19 +147,3 @@ class LogReader:
             return [], None
         events = [_event(raw) for raw in answer.get("events", [])]
         return events, answer.get("nextBackwardToken")
-
-    def follow(self, is_done: Callable[[], bool], wait: Callable[[], None]) -> Iterator[Event]:
-        """Yield events as they arrive until ``is_done()`` and nothing more is left.
-
-        ``is_done`` is checked before each read, so the read that follows the end
-        drains whatever the task wrote last.
-        """
-        token: str | None = None
-        while True:
-            done = is_done()
-            events, token = self.forward(token)
-            yield from events
-            if done:
-                return
-            if not events:
-                wait()

@@ -1,8 +1,11 @@
 """Tags on tasks, and the per-job identifiers that make a launch idempotent.
 
-AWS tag rules: at most 50 tags; keys 1-128 characters, values 0-256; letters,
-digits, spaces and ``_ . : / = + - @`` only; ``aws:`` is reserved as a prefix of keys
-and values. jobrelay's own tags always win over a job label with the same key.
+The tags are :func:`jobrelay.labels.workload_labels` translated to AWS's tag rules: at
+most 50 tags; keys 1-128 characters, values 0-256; letters, digits, spaces and
+``_ . : / = + - @`` only; ``aws:`` is reserved as a prefix of keys and values.
+jobrelay's keys already fit those rules, so they are kept as they are (the job id
+too: its charset is a subset of AWS's), and they always win over a job label that
+sanitises to the same key.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import unicodedata
 from collections.abc import Mapping
 
 from jobrelay import JobSpec
+from jobrelay import labels as jl
 
 __all__ = [
-    "MANAGED_KEY",
     "STARTED_BY_PREFIX",
     "client_token",
     "managed_job_id",
@@ -27,10 +30,6 @@ __all__ = [
 
 logger = logging.getLogger("jobrelay.fargate")
 
-MANAGED_KEY = "jobrelay.managed"
-JOB_ID_KEY = "jobrelay.job-id"
-JOB_NAME_KEY = "jobrelay.job-name"
-EXECUTOR_KEY = "jobrelay.executor"
 STARTED_BY_PREFIX = "jobrelay-"
 
 MAX_TAGS = 50
@@ -54,40 +53,33 @@ def _clean(text: str, limit: int) -> str:
     return cleaned[:limit]
 
 
-def sanitise_key(key: str) -> str:
-    """Return ``key`` made into a valid AWS tag key."""
-    return _clean(key, _KEY_MAX) or "_"
+def aws_tags(labels: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Translate jobrelay labels to AWS tags; return ``(tags, dropped label keys)``.
 
-
-def sanitise_value(value: str) -> str:
-    """Return ``value`` made into a valid AWS tag value."""
-    return _clean(value, _VALUE_MAX)
-
-
-def task_tags(job: JobSpec, executor: str) -> list[dict[str, str]]:
-    """Return the RunTask ``tags``: jobrelay's labels, then the job's, sanitised.
-
-    Job labels that do not fit in the 50-tag limit are dropped with a warning,
-    in sorted key order so the same job always gets the same tags.
+    The ``jobrelay.*`` keys come first and win; the other labels follow in sorted key
+    order (so the same job always gets the same tags) until the 50-tag limit, keeping
+    one slot for the tag the task definition propagates.
     """
-    ours = {
-        MANAGED_KEY: "true",
-        JOB_ID_KEY: job.job_id,
-        JOB_NAME_KEY: sanitise_value(job.name),
-        EXECUTOR_KEY: sanitise_value(executor),
-    }
+    ours = {key: _clean(labels[key], _VALUE_MAX) for key in jl.KEYS if key in labels}
     room = MAX_TAGS - _RESERVED_SLOTS - len(ours)
     theirs: dict[str, str] = {}
     dropped: list[str] = []
-    for key in sorted(job.labels):
-        clean_key = sanitise_key(key)
-        if clean_key in ours or clean_key in theirs:
+    for key in sorted(set(labels) - set(jl.KEYS)):
+        clean_key = _clean(key, _KEY_MAX) or "_"
+        if clean_key in ours or clean_key in theirs or len(theirs) >= room:
             dropped.append(key)
             continue
-        if len(theirs) >= room:
-            dropped.append(key)
-            continue
-        theirs[clean_key] = sanitise_value(job.labels[key])
+        theirs[clean_key] = _clean(labels[key], _VALUE_MAX)
+    return {**ours, **theirs}, dropped
+
+
+def task_tags(job: JobSpec, executor: str) -> list[dict[str, str]]:
+    """Return the RunTask ``tags`` of ``job``: its workload labels under AWS's rules.
+
+    Job labels that do not fit (a clash after sanitising, or over the tag limit) are
+    dropped with a warning.
+    """
+    tags, dropped = aws_tags(jl.workload_labels(job, executor))
     if dropped:
         logger.warning(
             "job %s: %d label(s) not put on the task (clash after sanitising, or over "
@@ -97,7 +89,7 @@ def task_tags(job: JobSpec, executor: str) -> list[dict[str, str]]:
             MAX_TAGS,
             ", ".join(dropped),
         )
-    return [{"key": k, "value": v} for k, v in {**ours, **theirs}.items()]
+    return [{"key": k, "value": v} for k, v in tags.items()]
 
 
 def tags_to_dict(tags: object) -> dict[str, str]:
@@ -119,9 +111,9 @@ def managed_job_id(task: Mapping[str, object], executor: str) -> str | None:
     if not str(task.get("startedBy", "")).startswith(STARTED_BY_PREFIX):
         return None
     tags = tags_to_dict(task.get("tags"))
-    if tags.get(MANAGED_KEY) != "true" or tags.get(EXECUTOR_KEY) != executor:
+    if not jl.is_managed(tags) or tags.get(jl.EXECUTOR) != executor:
         return None
-    return tags.get(JOB_ID_KEY) or None
+    return tags.get(jl.JOB_ID) or None
 
 
 def _digest(kind: str, job_id: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 from botocore.exceptions import ClientError
 
+from jobrelay.backend import paginate
 from jobrelay_fargate._errors import error_code
 
 __all__ = ["CONTAINER_NAME", "TD_TAG_KEY", "TaskDefinitionRegistry", "TaskShape", "is_not_found"]
@@ -46,6 +47,7 @@ class TaskShape:
     log_stream_prefix: str
     execution_role_arn: str | None
     task_role_arn: str | None
+    cpu_architecture: str = "X86_64"
 
     def digest(self) -> str:
         """Return the content hash that names this shape's family."""
@@ -58,6 +60,9 @@ class TaskShape:
             "name": CONTAINER_NAME,
             "image": self.image,
             "essential": True,
+            # Fargate needs only the task's memory, but a container limit equal to it
+            # is what real ECS accepts and what moto needs to place the task.
+            "memory": self.memory_mb,
             "logConfiguration": {
                 "logDriver": "awslogs",
                 "options": {
@@ -79,6 +84,10 @@ class TaskShape:
             "cpu": str(self.cpu_units),
             "memory": str(self.memory_mb),
             "tags": [{"key": TD_TAG_KEY, "value": family}],
+            "runtimePlatform": {
+                "cpuArchitecture": self.cpu_architecture,
+                "operatingSystemFamily": "LINUX",
+            },
         }
         if self.execution_role_arn is not None:
             request["executionRoleArn"] = self.execution_role_arn
@@ -154,23 +163,27 @@ class TaskDefinitionRegistry:
         with self._lock:
             self._arns.pop(family, None)
 
+    def _pages(
+        self, action: str, method: Callable[..., Any], key: str, **kwargs: Any
+    ) -> Iterator[str]:
+        def fetch(token: str | None) -> tuple[list[str], str | None]:
+            extra = {"nextToken": token} if token else {}
+            answer = self.call(action, method, **kwargs, **extra)
+            return [str(item) for item in answer.get(key, [])], answer.get("nextToken")
+
+        return paginate(fetch)
+
     def our_families(self) -> Iterator[str]:
         """Yield every family on the account that this registry's naming produced."""
         pattern = re.compile(rf"{re.escape(self.family_prefix)}-[0-9a-f]{{{_HASH_LENGTH}}}")
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"familyPrefix": f"{self.family_prefix}-", "status": "ACTIVE"}
-            if token:
-                kwargs["nextToken"] = token
-            answer = self.call(
-                "ListTaskDefinitionFamilies", self.ecs.list_task_definition_families, **kwargs
-            )
-            for family in answer.get("families", []):
-                if pattern.fullmatch(family):
-                    yield family
-            token = answer.get("nextToken")
-            if not token:
-                return
+        families = self._pages(
+            "ListTaskDefinitionFamilies",
+            self.ecs.list_task_definition_families,
+            "families",
+            familyPrefix=f"{self.family_prefix}-",
+            status="ACTIVE",
+        )
+        return (family for family in families if pattern.fullmatch(family))
 
     def prune(self) -> list[str]:
         """Deregister every ACTIVE revision of our families no task in the cluster uses.
@@ -208,17 +221,15 @@ class TaskDefinitionRegistry:
         return bool(answer.get("taskArns"))
 
     def _active_revisions(self, family: str) -> list[str]:
-        arns: list[str] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"familyPrefix": family, "status": "ACTIVE"}
-            if token:
-                kwargs["nextToken"] = token
-            answer = self.call("ListTaskDefinitions", self.ecs.list_task_definitions, **kwargs)
-            arns.extend(str(arn) for arn in answer.get("taskDefinitionArns", []))
-            token = answer.get("nextToken")
-            if not token:
-                return arns
+        return list(
+            self._pages(
+                "ListTaskDefinitions",
+                self.ecs.list_task_definitions,
+                "taskDefinitionArns",
+                familyPrefix=family,
+                status="ACTIVE",
+            )
+        )
 
     def _tagged_ours(self, arn: str, family: str) -> bool:
         answer = self.call(
