@@ -6,12 +6,15 @@ import json
 import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from jobrelay import (
+    ConfigError,
     Execution,
     ExecutorError,
     JobSpec,
@@ -27,10 +30,13 @@ from jobrelay.backend import (
     ErrorTable,
     ExecutorBase,
     Scrubber,
+    billed_seconds,
     duration_of,
     follow_logs,
+    load_price_document,
     make_result,
     paginate,
+    parse_price,
     scrub,
     utc_from_epoch,
     wait_until_terminal,
@@ -192,3 +198,28 @@ def test_executor_base_is_a_context_manager_that_closes() -> None:
     with Thing() as thing:
         assert isinstance(thing, Thing)
     assert closed == [True]
+
+
+def test_price_helpers_parse_amounts_files_and_billed_time(tmp_path: Path) -> None:
+    assert parse_price("0.000018", "x") == Decimal("0.000018")
+    assert parse_price(3, "x") == 3
+    for bad in (0.1, "-1", "abc", "NaN", True, None):
+        with pytest.raises(ConfigError, match=r"prices: tiers\.a"):
+            parse_price(bad, "tiers.a")
+    document, origin = load_price_document({"a": 1}, package="jobrelay", resource="x")
+    assert (dict(document), origin) == ({"a": 1}, "configured prices")
+    path = tmp_path / "p.toml"
+    path.write_text('currency = "EUR"\n', encoding="utf-8")
+    document, origin = load_price_document(path, package="jobrelay", resource="x")
+    assert (dict(document), origin) == ({"currency": "EUR"}, str(path))
+    path.write_text("currency = [", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_price_document(path, package="jobrelay", resource="x")
+    with pytest.raises(ConfigError, match="a mapping or a TOML file path"):
+        load_price_document(3, package="jobrelay", resource="x")  # type: ignore[arg-type]
+    tenth = Decimal("0.1")
+    assert billed_seconds(0.05, granularity=tenth) == tenth
+    assert billed_seconds(10.01, granularity=tenth) == Decimal("10.1")
+    assert billed_seconds(3, minimum=Decimal(60)) == 60
+    assert billed_seconds(-4) == 0
+    assert billed_seconds(61.2) == 62

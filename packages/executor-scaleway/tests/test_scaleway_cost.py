@@ -54,7 +54,7 @@ def test_prices_override_mapping_and_file(make_executor: MakeExecutor, tmp_path:
     cost = executor.estimate_cost(JobSpec("busybox", resources={"cpu": 2}), 61)
     assert cost is not None
     assert cost.amount == Decimal("0.240")  # 2 vCPU x 0.001 x 120 s (whole minutes)
-    assert cost.source == "config"
+    assert cost.source == "configured prices"
     path = tmp_path / "prices.toml"
     path.write_text(
         'currency = "USD"\nread_on = "2027-01-01"\n'
@@ -71,7 +71,7 @@ def test_prices_override_mapping_and_file(make_executor: MakeExecutor, tmp_path:
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        ("currency = [", "cannot read price file"),
+        ("currency = [", "not valid TOML"),
         ('currency = "EUR"\n[regions.nl-ams]\nvcpu_second = "1"\ngb_second = "1"\n', "fr-par"),
         ('currency = "EUR"\n[regions.fr-par]\nvcpu_second = 0.1\ngb_second = "1"\n', "float"),
         ('currency = "EUR"\n[regions.fr-par]\nvcpu_second = "-1"\ngb_second = "1"\n', "price"),
@@ -86,7 +86,7 @@ def test_bad_price_files(
     with pytest.raises(ConfigError, match=match) as caught:
         make_executor(prices=path)
     assert str(caught.value).startswith("prices:")
-    with pytest.raises(ConfigError, match="cannot read price file"):
+    with pytest.raises(ConfigError, match=r"missing\.toml: cannot read"):
         make_executor(prices=tmp_path / "missing.toml")
     assert sum(fake.calls.values()) == 0
 

@@ -12,7 +12,9 @@ otherwise write:
   polling backends;
 - :class:`RateLimiter`: keep pollers inside a per-minute API quota;
 - :func:`make_result`, :func:`duration_of`, :func:`utc_from_epoch`: results and times;
-- :class:`ExecutorBase`: the context-manager boilerplate.
+- :class:`ExecutorBase`: the context-manager boilerplate;
+- :func:`load_price_document`, :func:`parse_price`, :func:`billed_seconds`: a backend's
+  dated price table (package data or ``prices=``), its amounts, billed durations.
 
 The label keys live in :mod:`jobrelay.labels`.
 """
@@ -28,6 +30,7 @@ from jobrelay._polling import (
     utc_from_epoch,
     wait_until_terminal,
 )
+from jobrelay._prices import billed_seconds, load_price_document, parse_price
 from jobrelay._scrub import MASK, Scrubber, scrub, secret_forms
 
 __all__ = [
@@ -36,10 +39,13 @@ __all__ = [
     "ExecutorBase",
     "RateLimiter",
     "Scrubber",
+    "billed_seconds",
     "duration_of",
     "follow_logs",
+    "load_price_document",
     "make_result",
     "paginate",
+    "parse_price",
     "scrub",
     "secret_forms",
     "utc_from_epoch",

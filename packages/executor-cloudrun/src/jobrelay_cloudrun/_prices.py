@@ -8,24 +8,16 @@ replaces it with a mapping of the same shape or another TOML file.
 
 from __future__ import annotations
 
-import math
 import os
-import sys
 from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal, InvalidOperation
-from importlib import resources
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 import attrs
 
 from jobrelay import ConfigError, Cost
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+from jobrelay.backend import billed_seconds, load_price_document, parse_price
 
 __all__ = ["GRANULARITY", "PriceRow", "load_prices", "price_for"]
 
@@ -53,20 +45,7 @@ class PriceRow:
     def cost(self, cpu: int, memory_mb: int, seconds: float) -> tuple[Decimal, Decimal]:
         """Return (amount, rate per hour) for ``cpu`` vCPU and ``memory_mb`` MiB."""
         per_second = self.vcpu_second * cpu + self.gib_second * Decimal(memory_mb) / _MIB_PER_GIB
-        tenths = math.ceil(max(0.0, seconds) * 10 - 1e-9)
-        return per_second * GRANULARITY * tenths, per_second * _HOUR
-
-
-def _decimal(value: object, where: str) -> Decimal:
-    if isinstance(value, float):
-        raise ConfigError(f"prices: {where} must be a string or int, not a float")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(f"prices: {where} is not a price: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(f"prices: {where} is not a price: {value!r}")
-    return amount
+        return per_second * billed_seconds(seconds, granularity=GRANULARITY), per_second * _HOUR
 
 
 def _rows(table: Mapping[str, Any]) -> list[PriceRow]:
@@ -87,8 +66,8 @@ def _rows(table: Mapping[str, Any]) -> list[PriceRow]:
         rows.append(
             PriceRow(
                 tier=str(tier),
-                vcpu_second=_decimal(row["vcpu_second"], f"tiers.{tier}.vcpu_second"),
-                gib_second=_decimal(row["gib_second"], f"tiers.{tier}.gib_second"),
+                vcpu_second=parse_price(row["vcpu_second"], f"tiers.{tier}.vcpu_second"),
+                gib_second=parse_price(row["gib_second"], f"tiers.{tier}.gib_second"),
                 currency=str(row["currency"]),
                 read=read.isoformat() if isinstance(read, date) else str(read),
                 source=str(row.get("source", "")),
@@ -106,17 +85,10 @@ def load_prices(
     Raises:
         ConfigError: the file cannot be read or parsed, or the table is malformed.
     """
-    if prices is None:
-        text = resources.files("jobrelay_cloudrun").joinpath("prices.toml").read_text("utf-8")
-        return _rows(tomllib.loads(text)), "jobrelay-cloudrun prices.toml"
-    if isinstance(prices, Mapping):
-        return _rows(prices), "configured prices"
-    path = Path(prices)
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"prices: cannot read {path}: {exc}") from None
-    return _rows(table), str(path)
+    document, origin = load_price_document(
+        prices, package="jobrelay_cloudrun", resource="prices.toml"
+    )
+    return _rows(document), origin
 
 
 def price_for(rows: list[PriceRow], region: str) -> PriceRow:

@@ -10,17 +10,15 @@ architecture, each with its unit, currency, the date it was read and its source)
 from __future__ import annotations
 
 import datetime as dt
-import importlib.resources
-import math
-import sys
+import os
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
-from typing import Any
+from decimal import Decimal
 
 import attrs
 
 from jobrelay import ConfigError, Cost, JobSpec
+from jobrelay.backend import billed_seconds as core_billed_seconds
+from jobrelay.backend import load_price_document, parse_price
 from jobrelay_fargate._sizing import FargateSize, fargate_size
 
 __all__ = [
@@ -42,31 +40,13 @@ _CAPACITY = ("FARGATE", "FARGATE_SPOT")
 _ARCHITECTURES = ("X86_64", "ARM64")
 
 
-def _toml_loads(text: str) -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib  # noqa: PLC0415 - stdlib from 3.11; tomli before
-
-        return tomllib.loads(text)
-    import tomli  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
-
-    return tomli.loads(text)
-
-
-def billed_seconds(duration_seconds: float) -> int:
+def billed_seconds(duration_seconds: float) -> Decimal:
     """Return the seconds Fargate bills for a run: rounded up, at least one minute."""
-    return max(MINIMUM_SECONDS, math.ceil(max(duration_seconds, 0.0)))
+    return core_billed_seconds(duration_seconds, minimum=Decimal(MINIMUM_SECONDS))
 
 
 def _money(row: int, field: str, value: object) -> Decimal:
-    if isinstance(value, (float, bool)):
-        raise ConfigError(f"prices: row {row}: {field} must be a string or int, not {value!r}")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(f"prices: row {row}: {field} is not an amount: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(f"prices: row {row}: {field} must be 0 or more, got {value!r}")
-    return amount
+    return parse_price(value, f"row {row}: {field}")
 
 
 def _choice(row: int, field: str, value: object, allowed: tuple[str, ...]) -> str:
@@ -159,34 +139,20 @@ class PriceTable:
         return cls(rows, origin)
 
     @classmethod
-    def builtin(cls) -> PriceTable:
-        """Return the table shipped with the package."""
-        resource = importlib.resources.files("jobrelay_fargate") / "data" / "prices.toml"
-        return cls.parse(_toml_loads(resource.read_text("utf-8")), origin="jobrelay-fargate table")
-
-    @classmethod
     def load(cls, prices: object) -> PriceTable:
         """Return the table ``prices=`` names: None (built in), a mapping, or a TOML file.
 
         Raises:
             ConfigError: the file cannot be read or parsed, or a row is malformed.
         """
-        if prices is None:
-            return cls.builtin()
-        if isinstance(prices, Mapping):
-            return cls.parse(prices, origin="prices= mapping")
-        if isinstance(prices, (str, Path)):
-            path = Path(prices)
-            try:
-                document = _toml_loads(path.read_text("utf-8"))
-            except OSError as exc:
-                raise ConfigError(f"prices: cannot read {path}: {exc.strerror}") from None
-            except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
-                raise ConfigError(f"prices: {path} is not valid TOML: {exc}") from None
-            return cls.parse(document, origin=str(path))
-        raise ConfigError(
-            f"prices: must be a mapping or a path to a TOML file, got {type(prices).__name__}"
+        if prices is not None and not isinstance(prices, (Mapping, str, os.PathLike)):
+            raise ConfigError(
+                f"prices: must be a mapping or a path to a TOML file, got {type(prices).__name__}"
+            )
+        document, origin = load_price_document(
+            prices, package="jobrelay_fargate", resource="data/prices.toml"
         )
+        return cls.parse(document, origin=origin)
 
     def find(self, region: str, capacity_provider: str, cpu_architecture: str) -> Price | None:
         """Return the row for that place and kind of capacity, None if the table has none."""

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
-from importlib import resources
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from jobrelay import ConfigError, Cost
+from jobrelay.backend import billed_seconds, load_price_document, parse_price
 from jobrelay_scaleway._plan import Size
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = ["PriceTable", "load_prices"]
 
 _MIB_PER_GB = Decimal(1024)
-
-
-def _money(where: str, value: object) -> Decimal:
-    if isinstance(value, float):
-        raise ConfigError(f"prices: {where} must be a string or an int, never a float")
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(f"prices: {where} is not a price: {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(f"prices: {where} is not a price: {value!r}")
-    return amount
 
 
 @attrs.frozen
@@ -63,11 +44,13 @@ class PriceTable:
         """What one second of a run of ``size`` costs."""
         return size.vcpu * self.vcpu_second + Decimal(size.memory_mb) / _MIB_PER_GB * self.gb_second
 
-    def billed_seconds(self, duration: float) -> int:
+    def billed_seconds(self, duration: float) -> Decimal:
         """``duration`` as billed: rounded up to the granularity, at least the minimum."""
-        step = self.granularity_seconds
-        seconds = math.ceil(max(0.0, float(duration)) / step) * step
-        return max(seconds, self.minimum_seconds)
+        return billed_seconds(
+            duration,
+            granularity=Decimal(self.granularity_seconds),
+            minimum=Decimal(self.minimum_seconds),
+        )
 
     def estimate(self, size: Size, duration: float) -> Cost:
         """The cost of a run of ``size`` lasting ``duration`` seconds."""
@@ -86,21 +69,7 @@ def load_prices(prices: Mapping[str, Any] | str | Path | None, region: str) -> P
     Raises:
         ConfigError: the file cannot be read or parsed, or lacks ``region``.
     """
-    if prices is None:
-        text = resources.files("jobrelay_scaleway").joinpath("prices.toml").read_text("utf-8")
-        data: Mapping[str, Any] = tomllib.loads(text)
-        origin = "jobrelay_scaleway/prices.toml"
-    elif isinstance(prices, (str, Path)):
-        try:
-            data = tomllib.loads(Path(prices).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"prices: cannot read price file {prices}: {exc}") from None
-        origin = str(prices)
-    elif isinstance(prices, Mapping):
-        data = prices
-        origin = "config"
-    else:
-        raise ConfigError(f"prices: a mapping or a TOML file path, got {type(prices).__name__}")
+    data, origin = load_price_document(prices, package="jobrelay_scaleway", resource="prices.toml")
     currency = data.get("currency")
     if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
         raise ConfigError(f"prices: currency must be an ISO 4217 code, got {currency!r}")
@@ -119,8 +88,8 @@ def load_prices(prices: Mapping[str, Any] | str | Path | None, region: str) -> P
     return PriceTable(
         region=region,
         currency=currency.upper(),
-        vcpu_second=_money(f"regions.{region}.vcpu_second", row.get("vcpu_second")),
-        gb_second=_money(f"regions.{region}.gb_second", row.get("gb_second")),
+        vcpu_second=parse_price(row.get("vcpu_second"), f"regions.{region}.vcpu_second"),
+        gb_second=parse_price(row.get("gb_second"), f"regions.{region}.gb_second"),
         granularity_seconds=granularity,
         minimum_seconds=minimum,
         source=source,
