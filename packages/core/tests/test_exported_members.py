@@ -71,6 +71,7 @@ JOBRELAY = [
     "set_testing",
     # routing
     "Rule",
+    "RouteCandidate",
     "RouteDecision",
     "Router",
     "RoutingRule",

@@ -13,10 +13,12 @@ from jobrelay import (
     Health,
     Hooks,
     JobSpec,
+    JobState,
     ManualClock,
     NoExecutorAvailableError,
     RetryPolicy,
     Router,
+    Runner,
     register_executor,
 )
 from jobrelay_mock import MockExecutor
@@ -247,3 +249,20 @@ def test_health_ttl_zero_still_shares_a_probe_between_waiting_threads(
     assert len(docker.calls("health")) == 1
     router.route(job())
     assert len(docker.calls("health")) == 2  # a new question gets a new probe
+
+
+def test_runner_waits_for_an_unhealthy_executor_to_recover() -> None:
+    docker = MockExecutor(name="docker")
+    docker.healthy = False
+    router = Router({"docker": docker}, default="docker", hooks=Hooks(load_entry_points=False))
+    recover = threading.Timer(0.5, lambda: setattr(docker, "healthy", True))
+    recover.start()
+    try:
+        with Runner(router, poll_interval=0.05) as runner:
+            (result,) = runner.run([job()])
+    finally:
+        recover.cancel()
+        recover.join()
+    assert result.state is JobState.SUCCEEDED
+    assert result.execution.executor == "docker"
+    assert len(docker.calls("health")) >= 2

@@ -71,6 +71,7 @@ if TYPE_CHECKING:
         set_testing,
     )
     from jobrelay._router import (
+        RouteCandidate,
         RouteDecision,
         Router,
         RoutingRule,
@@ -119,6 +120,7 @@ _LAZY = {
     "Progress": "jobrelay._runner",
     "Resources": "jobrelay._spec",
     "RetryPolicy": "jobrelay._retry",
+    "RouteCandidate": "jobrelay._router",
     "RouteDecision": "jobrelay._router",
     "Router": "jobrelay._router",
     "RoutingRule": "jobrelay._router",
@@ -190,6 +192,7 @@ __all__ = [
     "Progress",
     "Resources",
     "RetryPolicy",
+    "RouteCandidate",
     "RouteDecision",
     "Router",
     "RoutingRule",

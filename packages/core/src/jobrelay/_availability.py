@@ -1,9 +1,16 @@
-"""Whether an executor can take a job now: enabled, healthy, under capacity, big enough.
+"""Whether an executor can take a job now: enabled, under capacity, healthy, big enough.
 
-Health answers are cached ``health_ttl`` seconds (a check that raises counts as
-unhealthy; so does an executor that cannot be created). Capacity is counted per
-executor: a launch reserves a slot first, so threads racing for the last slot cannot
-both take it, and the slot stays held until the execution is released.
+One question, one answer: :meth:`Availability.check` returns a :class:`Verdict`, the
+same for routing previews and for launches (:meth:`Availability.reserve` is ``check``
+plus taking a slot under the lock, so threads racing for the last slot cannot both
+take it; the slot stays held until the execution is released).
+
+Health answers are cached: a healthy one for ``health_ttl`` seconds, a failed one only
+briefly, probed again after 1, 2, 4 ... seconds (at most 30, and never longer than
+``health_ttl``), so one transient failure does not take an executor out for minutes.
+Threads that find the same answer stale at once share one probe. A job whose
+candidates are unhealthy may wait for them (see :attr:`Verdict.retry_after`) while
+their failures are younger than ``unhealthy_wait`` seconds.
 """
 
 from __future__ import annotations
@@ -11,21 +18,53 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from jobrelay._clock import Clock, SystemClock
+from jobrelay._clock import Clock
 from jobrelay._config import ExecutorEntry
 from jobrelay._models import Capabilities, Execution
+from jobrelay._protocol import Executor
 from jobrelay._spec import JobSpec
 
-__all__ = ["AVAILABLE", "Availability"]
+__all__ = ["AVAILABLE", "DOWN", "FULL", "OK", "OTHER", "Availability", "Verdict"]
 
 logger = logging.getLogger("jobrelay.router")
 
-Verdict = tuple["str | None", bool]
-AVAILABLE: Verdict = (None, False)
+OK, FULL, DOWN, OTHER = 0, 1, 2, 3
+"""Verdict kinds: available; at capacity; unhealthy for now; unavailable otherwise."""
+
+RETRY_FIRST = 1.0
+"""Seconds a first failed health answer is kept before probing again (then doubled)."""
+RETRY_MAX = 30.0
+"""Longest wait between probes of a failing executor."""
+
+
+class Verdict(NamedTuple):
+    """Whether an executor can take a job, and if not, why and for how long.
+
+    Attributes:
+        why: None when available, else a reason for people.
+        kind: :data:`OK`, :data:`FULL`, :data:`DOWN` or :data:`OTHER`.
+        retry_after: for ``DOWN``, seconds until the next health probe while waiting
+            for it makes sense (its failures are recent); None otherwise.
+    """
+
+    why: str | None
+    kind: int
+    retry_after: float | None = None
+
+
+AVAILABLE = Verdict(None, OK)
+
+
+class _Limits(NamedTuple):
+    """What one job may ask of an executor (inf: no limit)."""
+
+    cpu: float
+    memory: float
+    gpu: float
+    cancel: bool
 
 
 class _Health(NamedTuple):
@@ -33,7 +72,10 @@ class _Health(NamedTuple):
 
     expires: float
     problem: str | None
-    limits: tuple[float, float, float] | None  # cpu, memory MiB, gpu (inf: no limit)
+    limits: _Limits | None
+    failures: int = 0  # consecutive failed probes
+    failing_since: float = 0.0
+    lasting: bool = False  # the executor cannot be created: waiting will not help
 
 
 class Availability:
@@ -42,109 +84,103 @@ class Availability:
     Args:
         entries: the configured executors.
         create: ``name -> executor``, creating it on first use.
-        health_ttl: seconds a health answer is reused.
+        health_ttl: seconds a healthy answer is reused.
+        unhealthy_wait: seconds of failing health checks after which jobs stop
+            waiting for an executor.
         clock: where the time comes from.
     """
 
     def __init__(
         self,
         entries: Mapping[str, ExecutorEntry],
-        create: Callable[[str], Any],
+        create: Callable[[str], Executor],
         health_ttl: float,
+        unhealthy_wait: float,
         clock: Clock,
     ) -> None:
         self._entries = entries
         self._create = create
         self._ttl = health_ttl
+        self._wait = unhealthy_wait
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = dict.fromkeys(entries, 0)
         self._slots: dict[tuple[str, str], str] = {}
         self._health: dict[str, _Health] = {}
-        # The system clock read without a method call: check() is on every job's path.
-        self._now = time.time if type(clock) is SystemClock else clock.time
+        self._probing = {name: threading.Lock() for name in entries}
+        self._now = clock.time
 
     def in_flight(self, name: str) -> int:
         """Slots of ``name`` held (launched, not released) or being launched."""
         return self._in_flight[name]
 
-    def ready(self, name: str, job: JobSpec) -> bool:
-        """Whether ``name`` can take ``job`` on what is known now, calling no executor.
-
-        False also when its health answer is stale: :meth:`check` then refreshes it.
-        This is :meth:`check` without the reasons, for the path every job takes.
-        """
-        entry = self._entries.get(name)
-        if entry is None or not entry.enabled:
-            return False
-        limit = entry.max_concurrent
-        if limit is not None and self._in_flight[name] >= limit:
-            return False
-        state = self._health.get(name)
-        if state is None or state.problem is not None or self._now() >= state.expires:
-            return False
-        limits = state.limits
-        if limits is None:
-            return True
-        resources = job.resources
-        return (
-            resources.cpu <= limits[0]
-            and resources.memory <= limits[1]
-            and resources.gpu <= limits[2]
-        )
-
     def check(self, name: str, job: JobSpec | None) -> Verdict:
-        """``(why not, because full)``; :data:`AVAILABLE` when ``name`` can take ``job``.
+        """Whether ``name`` can take ``job`` (None: any job) now; :data:`AVAILABLE` if so.
 
         Refreshes a stale health answer first (which may create the executor).
         """
         entry = self._entries.get(name)
         if entry is None or not entry.enabled:
-            return ("not configured" if entry is None else "disabled"), False
+            return Verdict("not configured" if entry is None else "disabled", OTHER)
         limit = entry.max_concurrent
         if limit is not None and self._in_flight[name] >= limit:
-            return f"at capacity ({self._in_flight[name]}/{limit} running)", True
-        state = self._health.get(name)
+            return Verdict(f"at capacity ({self._in_flight[name]}/{limit} running)", FULL)
         now = self._now()
+        state = self._health.get(name)
         if state is None or now >= state.expires:
-            state = self._probe(name, now)
-        problem, limits = state.problem, state.limits
-        if problem is None:
-            if job is None or limits is None:
-                return AVAILABLE
-            resources = job.resources
-            if (
-                resources.cpu <= limits[0]
-                and resources.memory <= limits[1]
-                and resources.gpu <= limits[2]
-            ):
-                return AVAILABLE
-            problem = _misfit(limits, job)
-        return problem, False
+            state = self._refresh(name, state)
+        if state.problem is not None:
+            if state.lasting or now - state.failing_since >= self._wait:
+                return Verdict(state.problem, OTHER)
+            return Verdict(state.problem, DOWN, max(state.expires - now, 0.0))
+        misfit = None if job is None or state.limits is None else _misfit(state.limits, job)
+        return AVAILABLE if misfit is None else Verdict(misfit, OTHER)
 
-    def _probe(self, name: str, now: float) -> _Health:
+    def _refresh(self, name: str, seen: _Health | None) -> _Health:
+        """Probe ``name`` once however many threads found ``seen`` stale together."""
+        with self._probing[name]:
+            state = self._health.get(name)
+            if state is not seen and state is not None:
+                return state  # another thread probed while this one waited
+            return self._probe(name, seen)
+
+    def _probe(self, name: str, previous: _Health | None) -> _Health:
         """Check health (creating the executor if need be); cache the answer."""
-        limits: tuple[float, float, float] | None = None
+        limits: _Limits | None = None
+        lasting = False
         try:
             executor = self._create(name)
         except Exception as exc:  # noqa: BLE001 - a broken backend is unavailable, not fatal
             problem: str | None = f"could not be created: {exc}"
+            lasting = True
         else:
             try:
                 health = executor.health()
+                healthy, detail = bool(health.healthy), str(health.detail or "no detail")
             except Exception as exc:  # noqa: BLE001 - the contract says never raise; some do
                 problem = f"health check raised {type(exc).__name__}: {exc}"
             else:
-                healthy = bool(getattr(health, "healthy", False))
-                detail = getattr(health, "detail", "") or "no detail"
                 problem = None if healthy else f"unhealthy: {detail}"
             if problem is None:
                 try:
                     limits = _limits(executor.capabilities())
                 except Exception:  # noqa: BLE001 - unknown limits do not block a job
                     logger.warning("capabilities() of %r raised; ignoring its limits", name)
-        if problem is not None:
-            logger.warning("executor %r is unavailable: %s", name, problem)
-        state = _Health(now + self._ttl, problem, limits)
+        now = self._now()
+        if problem is None:
+            state = _Health(now + self._ttl, None, limits)
+        else:
+            failing = previous is not None and previous.problem is not None
+            failures = previous.failures + 1 if failing and previous is not None else 1
+            since = previous.failing_since if failing and previous is not None else now
+            delay = min(RETRY_FIRST * 2.0 ** min(failures - 1, 16), RETRY_MAX, self._ttl)
+            state = _Health(now + delay, problem, None, failures, since, lasting)
+            logger.warning(
+                "executor %r is unavailable (failure %d, next check in %gs): %s",
+                name,
+                failures,
+                delay,
+                problem,
+            )
         with self._lock:
             self._health[name] = state
         return state
@@ -157,13 +193,13 @@ class Availability:
     def reserve(self, name: str, job: JobSpec) -> Verdict:
         """Check ``name`` and take one of its slots; :data:`AVAILABLE` when taken."""
         verdict = self.check(name, job)
-        if verdict[0] is not None:
+        if verdict.why is not None:
             return verdict
         limit = self._entries[name].max_concurrent
         with self._lock:
             running = self._in_flight[name]
             if limit is not None and running >= limit:
-                return f"at capacity ({running}/{limit} running)", True
+                return Verdict(f"at capacity ({running}/{limit} running)", FULL)
             self._in_flight[name] = running + 1
         return AVAILABLE
 
@@ -189,22 +225,31 @@ class Availability:
                 self._in_flight[name] -= 1
 
 
-def _limits(capabilities: Capabilities) -> tuple[float, float, float]:
+def _limits(capabilities: Capabilities) -> _Limits:
     def bound(value: float | None) -> float:
         return math.inf if value is None else float(value)
 
-    return (
+    return _Limits(
         bound(capabilities.max_cpu),
         bound(capabilities.max_memory_mb),
         float(capabilities.max_gpu),
+        bool(capabilities.cancel),
     )
 
 
-def _misfit(limits: tuple[float, float, float], job: JobSpec) -> str:
+def _misfit(limits: _Limits, job: JobSpec) -> str | None:
+    """Why ``job`` cannot run within ``limits``, or None when it fits.
+
+    Besides cpu, memory and gpu, a job with a ``timeout`` needs an executor that can
+    ``cancel``: otherwise nobody could stop it when the time is up.
+    """
     resources = job.resources
-    max_cpu, max_memory, max_gpu = limits
-    if resources.cpu > max_cpu:
-        return f"job asks {resources.cpu:g} CPUs, executor allows {max_cpu:g}"
-    if resources.memory > max_memory:
-        return f"job asks {resources.memory} MiB, executor allows {max_memory:g}"
-    return f"job asks {resources.gpu} GPUs, executor allows {max_gpu:g}"
+    if resources.cpu > limits.cpu:
+        return f"job asks {resources.cpu:g} CPUs, executor allows {limits.cpu:g}"
+    if resources.memory > limits.memory:
+        return f"job asks {resources.memory} MiB, executor allows {limits.memory:g}"
+    if resources.gpu > limits.gpu:
+        return f"job asks {resources.gpu} GPUs, executor allows {limits.gpu:g}"
+    if job.timeout is not None and not limits.cancel:
+        return "job has a timeout, and the executor cannot cancel a job to enforce it"
+    return None

@@ -1,39 +1,70 @@
 """The Router: choose an executor for each job, launch it there, fall back on failure.
 
-Candidates come in a fixed order: the job's ``preferred_executor``, then every rule
-whose condition holds (ascending priority, ties in the order given), then ``default``,
-then the ``fallback`` list. The first *available* candidate wins: enabled, healthy
-(health cached ``health_ttl`` seconds; a check that raises counts as unhealthy), under
-``max_concurrent``, and able to give the job what it asks (cpu, memory, gpu limits of
-its capabilities). ``launch`` tries the next available candidate when one refuses.
+Candidates come in a fixed order: the job's ``preferred_executor``, then the executors
+of every rule whose condition holds (ascending priority, ties in the order given),
+then ``default``, then the ``fallback`` list. :meth:`Router.route` and
+:meth:`Router.launch` walk that one sequence; the first *available* candidate wins:
+enabled, healthy, under ``max_concurrent``, and able to give the job what it asks
+(cpu, memory and gpu within its ``Capabilities`` limits, and ``cancel`` for a job with
+a ``timeout``, which could not be enforced otherwise). The other capability flags
+describe an executor without gating routing: every executor passes a job's secrets
+(``secrets=False`` means as plain environment, not through a secret store).
+
+Waiting rather than falling through: a candidate at capacity makes the job wait for a
+slot (``NoExecutorAvailableError.capacity_only``) unless its entry says
+``overflow = "fallback"``; the fallback list is for executors that failed or are
+unavailable, not for busy ones. When every candidate is unhealthy, and their failures
+are recent (``unhealthy_wait``), the error carries ``retry_after``: the job may wait
+for the next health check rather than fail.
+
+Cost: with ``prefer="cheapest"`` the executors of the matching rules are ordered by
+estimated hourly cost (cheapest first, unpriced last), and so is the fallback list;
+a rule with a list of executors and ``prefer = "cheapest"`` orders its own list so.
+Conditions can read ``cost["fargate"]``, the hourly rate of an executor that can price
+the job (``jobrelay.CostEstimator``).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
 
 import attrs
 
-from jobrelay._availability import Availability
+from jobrelay._availability import FULL, Availability
 from jobrelay._clock import Clock, SystemClock
 from jobrelay._config import (
     ExecutorEntry,
+    Prefer,
     RoutingRule,
     load_toml,
     parse_config,
+    parse_context_names,
     parse_executors,
     parse_fallback,
     parse_name,
+    parse_prefer,
     parse_rules,
+    parse_seconds,
     parse_ttl,
 )
 from jobrelay._hooks import Hooks
-from jobrelay._models import Execution
+from jobrelay._models import ROUTE_METADATA_KEY, Cost, Execution
+from jobrelay._protocol import CostEstimator, Executor
 from jobrelay._retry import RetryPolicy
+from jobrelay._routing import (
+    Candidate,
+    HourlyCosts,
+    RouteCandidate,
+    RouteDecision,
+    Walk,
+    by_cost,
+    masking,
+)
 from jobrelay._rule_ops import Fn
 from jobrelay._rules import rule_function
 from jobrelay._spec import JobSpec
@@ -43,63 +74,22 @@ from jobrelay.errors import (
     ExecutorLoadError,
     ExecutorNotFoundError,
     NoExecutorAvailableError,
+    TransientExecutorError,
 )
 
-__all__ = ["ROUTE_METADATA_KEY", "RouteDecision", "Router", "RoutingRule"]
+__all__ = ["ROUTE_METADATA_KEY", "RouteCandidate", "RouteDecision", "Router", "RoutingRule"]
 
 logger = logging.getLogger("jobrelay.router")
 
-ROUTE_METADATA_KEY = "jobrelay.route"
-"""Key of the routing record that ``Router.launch`` adds to ``Execution.metadata``."""
+PRICED_SECONDS = 3600
+"""Candidates are priced for one hour of the job: ``estimate_cost(job, 3600)``."""
 
 _Skips = list[tuple[str, str]]
-_INFO = logging.INFO
 _NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 
 
-@attrs.frozen
-class RouteDecision:
-    """Where a job goes and why.
-
-    Attributes:
-        executor: name of the chosen executor.
-        reason: the matching rule's ``reason``, or ``"preferred executor"``,
-            ``"default"`` or ``"fallback"``.
-        rule: the matching rule, or None.
-        skipped: ``(executor, why)`` for every candidate passed over before this one
-            (and every rule that could not be evaluated).
-        hops: ``(executor, outcome)`` for each launch attempt, ``launch`` only.
-    """
-
-    executor: str
-    reason: str
-    rule: RoutingRule | None = None
-    skipped: tuple[tuple[str, str], ...] = ()
-    hops: tuple[tuple[str, str], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (strings and tuples) for metadata, logs and JSON."""
-        return {
-            "executor": self.executor,
-            "reason": self.reason,
-            "rule": self.rule.condition if self.rule is not None else None,
-            "skipped": self.skipped,
-            "hops": self.hops,
-        }
-
-    def explain(self) -> str:
-        """One line for people: the choice, the reason, what was passed over."""
-        text = f"{self.executor} ({self.reason})"
-        if self.skipped:
-            text += "; skipped " + ", ".join(f"{name}: {why}" for name, why in self.skipped)
-        failed = [(name, outcome) for name, outcome in self.hops if outcome != "launched"]
-        if failed:
-            text += "; failed " + ", ".join(f"{name}: {outcome}" for name, outcome in failed)
-        return text
-
-
 class Router:
-    """Routes jobs to executors by rules, with health, capacity and fallback.
+    """Routes jobs to executors by rules, with health, capacity, cost and fallback.
 
     Example::
 
@@ -114,21 +104,32 @@ class Router:
     Args:
         executors: name -> executor instance, or name -> settings mapping with optional
             ``type`` (default: the name), ``enabled`` (default true), ``max_concurrent``
-            (default unlimited) and the executor's own keyword arguments, or
-            ``instance`` (a ready executor) in place of ``type`` and arguments. Also a
-            list of executor instances, keyed by their ``name``. Executors from settings
-            are created through the registry on first use, with ``name=<entry name>``
-            when their class takes a ``name`` parameter.
+            (default unlimited), ``overflow`` (``"wait"``, the default: a job waits
+            for a slot of a busy executor; ``"fallback"``: it moves on to the next
+            candidate) and the executor's own keyword arguments, or ``instance`` (a
+            ready executor) in place of ``type`` and arguments. Also a list of executor
+            instances, keyed by their ``name``. Options are bound against the
+            executor class's signature now; executors are created through the
+            registry on first use, with ``name=<entry name>`` when their class takes a
+            ``name`` parameter.
         rules: :class:`RoutingRule` objects or mappings of their fields.
         default: executor tried after the rules.
-        fallback: executors tried last, in order.
-        health_ttl: seconds a health check result is reused.
+        fallback: executors tried last, for when the others failed or are unavailable.
+        health_ttl: seconds a healthy answer is reused (a failed one is probed again
+            after 1, 2, 4 ... seconds, at most 30).
+        unhealthy_wait: seconds an executor may keep failing health checks while jobs
+            wait for it (``retry_after``); past that, jobs that have only it fail.
+        prefer: ``"first"`` (routing order) or ``"cheapest"``: the executors of the
+            matching rules, and the fallback list, by estimated hourly cost.
+        context_names: names conditions may read that callers pass to ``route`` and
+            ``launch`` as ``context``, beyond the standard ones.
         clock: time source for the health cache; default the system clock.
         retry: policy for transient launch errors; default ``RetryPolicy()``.
         hooks: hook relay (``job_routed``, ``launch_failed``); default a new ``Hooks()``.
 
     Raises:
-        ConfigError: anything above is malformed, a rule does not compile, or a rule,
+        ConfigError: anything above is malformed, a rule does not compile or reads an
+            unknown name, an executor's options do not fit its class, or a rule,
             ``default`` or ``fallback`` names an executor that is not configured.
 
     The Router is thread-safe. Executors it created are closed by :meth:`close`;
@@ -137,11 +138,15 @@ class Router:
 
     def __init__(
         self,
-        executors: Mapping[str, Any] | Sequence[Any],
+        executors: Mapping[str, object] | Sequence[Executor],
+        *,
         rules: Sequence[RoutingRule | Mapping[str, Any]] = (),
         default: str | None = None,
         fallback: Sequence[str] = (),
         health_ttl: float = 300,
+        unhealthy_wait: float = 120,
+        prefer: Prefer = "first",
+        context_names: Sequence[str] = (),
         clock: Clock | None = None,
         retry: RetryPolicy | None = None,
         hooks: Hooks | None = None,
@@ -149,25 +154,43 @@ class Router:
         self._entries: dict[str, ExecutorEntry] = parse_executors(executors)
         names = tuple(self._entries)
         self._names = names
+        self._context_names = parse_context_names("context_names", context_names)
+        parsed = parse_rules(rules, names, self._context_names)
         # sorted() is stable: equal priorities keep the order they were given in.
-        ordered = sorted(enumerate(parse_rules(rules, names)), key=lambda pair: pair[1].priority)
+        ordered = sorted(enumerate(parsed), key=lambda pair: pair[1].priority)
         self._rules = tuple(rule for _, rule in ordered)
-        self._program: tuple[tuple[Fn, RoutingRule, int], ...] = tuple(
-            (rule_function(rule.rule), rule, index) for index, rule in ordered
+        self._prefer: Prefer = parse_prefer("prefer", prefer)
+        self._cheapest = self._prefer == "cheapest"
+        # Per rule: its condition, itself, its index as given, and its executor when
+        # the rule names just one and nothing reorders it (the common case).
+        self._program: tuple[tuple[Fn, RoutingRule, int, str | None], ...] = tuple(
+            (
+                rule_function(rule.rule),
+                rule,
+                index,
+                rule.executor if isinstance(rule.executor, str) and not self._cheapest else None,
+            )
+            for index, rule in ordered
         )
-        self._functions = tuple(function for function, _, _ in self._program)
+        # Price the candidates when something reads the prices.
+        self._priced = self._cheapest or any(
+            "cost" in rule.rule.names or rule.prefer == "cheapest" for rule in self._rules
+        )
         self._default = None if default is None else parse_name("default", default, names)
-        # Where each rule sends a job, then the default: the fast path's lookup table.
-        self._targets = (*(rule.executor for rule in self._rules), self._default)
         self._fallback = parse_fallback(fallback, names)
+        self._last: tuple[Candidate, ...] = (
+            *(((self._default, "default", None),) if self._default is not None else ()),
+            *((name, "fallback", None) for name in self._fallback),
+        )
         self._health_ttl = parse_ttl(health_ttl)
+        self._unhealthy_wait = parse_seconds("unhealthy_wait", unhealthy_wait)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.hooks: Hooks = hooks if hooks is not None else Hooks()
-        self._plain: dict[int | str, RouteDecision] = {}
-        self._available = Availability(self._entries, self.executor, self._health_ttl, self._clock)
-        self._check = self._available.check
-        self._ready = self._available.ready
+        self._plain: dict[tuple[str, str, int], RouteDecision] = {}
+        self._available = Availability(
+            self._entries, self.executor, self._health_ttl, self._unhealthy_wait, self._clock
+        )
 
     # -- construction from settings ---------------------------------------------------
 
@@ -183,22 +206,16 @@ class Router:
         """Build a Router from the Django-settings shape.
 
         ``{"executors": {...}, "rules": [{"condition", "executor", "reason",
-        "priority"}], "default": "docker", "fallback": [...], "health_ttl": 300}``
+        "priority", "prefer", "context"}], "default": "docker", "fallback": [...],
+        "health_ttl": 300, "unhealthy_wait": 120, "prefer": "first",
+        "context_names": [...]}``
 
         Raises:
             ConfigError: see :class:`Router`; unknown top-level keys too.
         """
         data = parse_config(config)
-        return cls(
-            data["executors"],
-            data.get("rules", ()),
-            data.get("default"),
-            data.get("fallback", ()),
-            data.get("health_ttl", 300),
-            clock=clock,
-            retry=retry,
-            hooks=hooks,
-        )
+        executors = data.pop("executors")
+        return cls(executors, **data, clock=clock, retry=retry, hooks=hooks)
 
     @classmethod
     def from_toml(
@@ -248,8 +265,13 @@ class Router:
 
     @property
     def health_ttl(self) -> float:
-        """Seconds a health check result is reused."""
+        """Seconds a healthy answer is reused."""
         return self._health_ttl
+
+    @property
+    def prefer(self) -> Prefer:
+        """How candidates are ordered: ``"first"`` or ``"cheapest"``."""
+        return self._prefer
 
     def _entry(self, name: str) -> ExecutorEntry:
         entry = self._entries.get(name)
@@ -257,7 +279,7 @@ class Router:
             raise ExecutorNotFoundError(name, self._names)
         return entry
 
-    def executor(self, name: str) -> Any:
+    def executor(self, name: str) -> Executor:
         """Return the executor configured as ``name``, creating it on first use.
 
         Raises:
@@ -270,7 +292,7 @@ class Router:
             return instance
         with entry.lock:
             if entry.instance is None:
-                entry.instance = entry.create()
+                entry.instance = entry.create(self._clock)
                 logger.debug("created executor %r (type %r)", name, entry.type)
             return entry.instance
 
@@ -285,110 +307,142 @@ class Router:
 
     def is_available(self, name: str) -> tuple[bool, str]:
         """Whether ``name`` can take a job now, and if not, why (checks health if stale)."""
-        why, _ = self._check(name, None)
+        why = self._available.check(name, None).why
         return (why is None, why or "")
+
+    def estimate(self, name: str, job: JobSpec, seconds: float = PRICED_SECONDS) -> Cost | None:
+        """What ``job`` would cost on ``name`` for ``seconds`` (default one hour).
+
+        None when the executor cannot price it (no ``estimate_cost``, no answer, or the
+        executor cannot be created); an estimator that raises is logged, not fatal.
+        """
+        try:
+            executor = self.executor(name)
+        except Exception:  # noqa: BLE001 - an executor that cannot be made has no price
+            return None
+        if not isinstance(executor, CostEstimator):
+            return None
+        try:
+            cost = executor.estimate_cost(job, seconds)
+        except Exception as exc:  # noqa: BLE001 - a broken price table must not stop routing
+            logger.warning("estimate_cost() of %r raised %s: %s", name, type(exc).__name__, exc)
+            return None
+        return cost if isinstance(cost, Cost) else None
+
+    def context_for(self, job: JobSpec, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The names the conditions see when routing ``job`` (see :meth:`route`).
+
+        For people debugging a rule, and for tools that evaluate conditions themselves.
+        """
+        return self._context(job, context, priced=False)[0]
+
+    def _prices(self, job: JobSpec, known: HourlyCosts | None) -> HourlyCosts:
+        """``known``, or a new price cache for ``job`` (each executor priced on demand)."""
+        if known is not None:
+            return known
+        return HourlyCosts(self._names, lambda name: self.estimate(name, job))
 
     # -- routing ----------------------------------------------------------------------
 
-    def route(self, job: JobSpec, context: Mapping[str, Any] | None = None) -> RouteDecision:
+    def route(
+        self, job: JobSpec, context: Mapping[str, Any] | None = None, *, explain: bool = False
+    ) -> RouteDecision:
         """Choose the executor for ``job`` and log the decision; launch nothing.
 
         A query: it takes no capacity and fires no hook (``job_routed`` fires when
         :meth:`launch` acts on a decision), so previews such as ``jobrelay route``
-        never count as routed jobs.
+        never count as routed jobs. It walks the same candidates as :meth:`launch`.
 
         ``context`` adds names for the conditions (or replaces the standard ones:
         ``job``, ``template``, ``name``, ``image``, ``memory_mb``, ``cpu_cores``,
         ``gpu``, ``timeout_seconds`` (0 when the job has no timeout), ``labels``,
-        ``metadata`` and ``user`` (None unless given)).
+        ``metadata``, ``user`` (None unless given) and ``cost`` (hourly rates by
+        executor name, for executors that can price the job)).
+
+        With ``explain=True`` every candidate is looked at and priced, so that
+        ``candidates`` lists them all; the choice is the same.
 
         Raises:
-            NoExecutorAvailableError: no candidate is available; ``skipped`` says why.
+            NoExecutorAvailableError: no candidate is available; ``skipped`` says why;
+                ``capacity_only`` when the job should wait for a slot, ``retry_after``
+                when it may wait for an unhealthy executor to recover.
         """
-        names = _context(job, context)
-        if job.preferred_executor is None:
-            decision = self._plain_route(job, names)
-            if decision is not None:
-                return decision
-        skipped: _Skips = []
-        tried: list[str] = []  # a list: mostly empty, and cheaper than a set to make
-        capacity = others = position = 0
-        while (found := self._next(job, names, position, skipped)) is not None:
-            name, reason, rule, position = found
-            if name in tried:
+        names, costs = self._context(job, context, priced=explain)
+        walk = Walk()
+        chosen: RouteDecision | None = None
+        for name, reason, rule in self._candidates(job, names, costs, walk.skipped):
+            if name in walk.seen:
                 continue
-            why, full = self._check(name, job)
-            if why is None:
-                decision = self._decision(name, reason, rule, skipped, position)
-                if logger.isEnabledFor(logging.INFO):
-                    self._log(job, decision)
-                return decision
-            tried.append(name)
-            skipped.append((name, why))
-            capacity, others = capacity + full, others + (not full)
-        raise self._nothing(job, skipped, capacity > 0 and others == 0)
-
-    def _plain_route(self, job: JobSpec, names: Mapping[str, Any]) -> RouteDecision | None:
-        """Route the common case fast: the first matching candidate is available.
-
-        That is the first matching rule's executor, or the default, on the path of
-        every job. Anything else (a rule that raises, an unavailable candidate) returns
-        None, and the general loop handles it from the start: conditions are pure, so
-        evaluating them again changes nothing.
-        """
-        functions = self._functions
-        try:
-            for function in functions:
-                if function(names):
-                    index = functions.index(function)  # the first rule with this condition
+            walk.seen.append(name)
+            cost = costs.estimate(name) if costs is not None else None
+            verdict = self._available.check(name, job)
+            if chosen is not None or walk.wait:  # explaining: the rest, for the record
+                walk.candidates.append(
+                    RouteCandidate(name, verdict.why is None, verdict.why or "", cost)
+                )
+                continue
+            if verdict.why is None:
+                chosen = self._decision(name, reason, rule, walk, cost)
+                if not explain:
                     break
-            else:
-                index = len(functions)
-        except Exception:  # noqa: BLE001 - the general loop reports it
-            return None
-        name = self._targets[index]
-        decision = self._plain.get(index + 2)
-        # ready() calls no executor: a stale health answer sends the job down the
-        # general loop, which checks health once.
-        if decision is None or name is None or not self._ready(name, job):
-            return None
-        if logger.isEnabledFor(_INFO):
-            self._log(job, decision)
-        return decision
+                continue
+            walk.refuse(name, verdict, cost)
+            if verdict.kind == FULL and self._entries[name].overflow == "wait":
+                walk.wait = True
+                if not explain:
+                    break
+        if chosen is None:
+            raise self._nothing(job, walk)
+        if explain:
+            chosen = attrs.evolve(chosen, candidates=tuple(walk.candidates))
+        if logger.isEnabledFor(logging.INFO):
+            self._log(job, chosen)
+        return chosen
 
     def launch(self, job: JobSpec, context: Mapping[str, Any] | None = None) -> Execution:
-        """Route ``job`` and launch it, moving on to the next candidate when one fails.
+        """Route ``job`` and launch it, moving on to the next candidate when one refuses.
 
-        Transient errors are retried per :attr:`retry` first. The returned execution's
+        Transient errors are retried per :attr:`retry` first; one that outlasts the
+        retries is raised (the launch may have taken effect there, so trying another
+        executor could run the job twice). The returned execution's
         ``metadata["jobrelay.route"]`` records the decision and every hop. A launched
         execution holds one capacity slot of its executor until :meth:`release`.
         ``job_routed`` fires once for the decision acted on, ``launch_failed`` for each
         failed hop.
 
         Raises:
-            NoExecutorAvailableError: every candidate was unavailable or failed;
-                ``capacity_only`` is true when they were merely full.
+            NoExecutorAvailableError: every candidate was unavailable or refused;
+                ``capacity_only`` when the job should wait for a slot, ``retry_after``
+                when it may wait for an unhealthy executor to recover.
+            TransientExecutorError: the launch on ``error.executor`` has an unknown
+                outcome after the retries.
         """
-        names = _context(job, context)
-        skipped: _Skips = []
+        names, costs = self._context(job, context, priced=False)
+        walk = Walk()
         hops: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        capacity = others = position = 0
-        while (found := self._next(job, names, position, skipped)) is not None:
-            name, reason, rule, position = found
-            if name in seen:
+        for name, reason, rule in self._candidates(job, names, costs, walk.skipped):
+            if name in walk.seen:
                 continue
-            seen.add(name)
-            why, full = self._available.reserve(name, job)
-            if why is not None:
-                skipped.append((name, why))
-                capacity, others = capacity + full, others + (not full)
+            walk.seen.append(name)
+            cost = costs.estimate(name) if costs is not None else None
+            verdict = self._available.reserve(name, job)
+            if verdict.why is not None:
+                walk.refuse(name, verdict, cost)
+                if verdict.kind == FULL and self._entries[name].overflow == "wait":
+                    walk.wait = True
+                    break
                 continue
             execution = self._attempt(name, job, hops)
             if execution is None:
-                others += 1
+                walk.other += 1
+                walk.candidates.append(
+                    RouteCandidate(name, available=False, why=hops[-1][1], cost=cost)
+                )
                 continue
-            decision = RouteDecision(name, reason, rule, tuple(skipped), tuple(hops))
+            walk.candidates.append(RouteCandidate(name, available=True, cost=cost))
+            decision = RouteDecision(
+                name, reason, rule, tuple(walk.skipped), tuple(hops), tuple(walk.candidates)
+            )
             execution = attrs.evolve(
                 execution, metadata={**execution.metadata, ROUTE_METADATA_KEY: decision.to_dict()}
             )
@@ -396,27 +450,47 @@ class Router:
                 self._log(job, decision)
             self.hooks.emit("job_routed", job=job, decision=decision)
             return execution
-        failed = [(name, f"launch failed: {outcome}") for name, outcome in hops]
-        raise self._nothing(job, skipped + failed, capacity > 0 and others == 0)
+        walk.skipped.extend((name, f"launch failed: {outcome}") for name, outcome in hops)
+        raise self._nothing(job, walk)
 
     def _decision(
-        self, name: str, reason: str, rule: RoutingRule | None, skipped: _Skips, position: int
+        self, name: str, reason: str, rule: RoutingRule | None, walk: Walk, cost: Cost | None
     ) -> RouteDecision:
-        if skipped:
-            return RouteDecision(name, reason, rule, tuple(skipped))
-        # Decisions are immutable: the common ones (nothing skipped) are made once per
-        # candidate position (the preferred position by name, as any name can go there).
-        key: int | str = name if position == 1 else position
-        decision = self._plain.get(key)
-        if decision is None:
-            decision = self._plain.setdefault(key, RouteDecision(name, reason, rule))
-        return decision
+        if not walk.candidates and not walk.skipped and cost is None:
+            # Decisions are immutable: the plain ones (nothing skipped, nothing priced)
+            # are made once per executor, reason and rule, and shared.
+            key = (name, reason, id(rule))
+            decision = self._plain.get(key)
+            if decision is None:
+                candidate = RouteCandidate(name, available=True)
+                decision = RouteDecision(name, reason, rule, candidates=(candidate,))
+                decision = self._plain.setdefault(key, decision)
+            walk.candidates.append(decision.candidates[0])
+            return decision
+        walk.candidates.append(RouteCandidate(name, available=True, cost=cost))
+        return RouteDecision(name, reason, rule, tuple(walk.skipped), (), tuple(walk.candidates))
 
     def _attempt(self, name: str, job: JobSpec, hops: list[tuple[str, str]]) -> Execution | None:
-        """Launch on ``name`` (slot already reserved); None and a hop when it refuses."""
+        """Launch on ``name`` (slot already reserved); None and a hop when it refuses.
+
+        Whatever the backend said is masked of the job's secrets (in every form a
+        backend may echo them) before it reaches a retry, a log line, a hop, a hook or
+        an error.
+        """
+        unknown: TransientExecutorError | None = None
         try:
             executor = self.executor(name)
-            execution: Execution = self.retry.call(executor.launch, job)
+            launch = executor.launch if not job.secrets else masking(executor.launch)
+            execution: Execution = self.retry.call(launch, job)
+        except TransientExecutorError as exc:
+            self._available.unreserve(name)
+            unknown = exc
+            if unknown.executor is None:
+                unknown.executor = name
+            if unknown.job_id is None:
+                unknown.job_id = job.job_id
+            logger.warning("launching job %s on %r: outcome unknown: %s", job.job_id, name, unknown)
+            self.hooks.emit("launch_failed", job=job, executor=name, error=unknown)
         except (ExecutorError, ExecutorLoadError, ConfigError) as exc:
             self._available.unreserve(name)
             hops.append((name, f"{type(exc).__name__}: {exc}"))
@@ -432,6 +506,8 @@ class Router:
         except BaseException:
             self._available.unreserve(name)
             raise
+        if unknown is not None:
+            raise unknown
         hops.append((name, "launched"))
         self._available.hold(name, execution)
         return execution
@@ -444,42 +520,65 @@ class Router:
         """
         self._available.release(execution)
 
-    def _next(
-        self, job: JobSpec, names: Mapping[str, Any], position: int, skipped: _Skips
-    ) -> tuple[str, str, RoutingRule | None, int] | None:
-        """The candidate after ``position`` in routing order, with its own position.
+    def _candidates(
+        self,
+        job: JobSpec,
+        names: Mapping[str, Any],
+        costs: HourlyCosts | None,
+        skipped: _Skips,
+    ) -> Iterator[Candidate]:
+        """Every candidate for ``job`` in routing order: ``(name, reason, rule)``.
 
-        Positions: 0 before the preferred executor, ``i + 1`` before rule ``i`` (in
-        priority order), ``n + 1`` before the default, then one per fallback. Rules are
-        evaluated lazily, only as far as the caller asks.
+        The preferred executor, the executors of the matching rules, the default, the
+        fallback list. Conditions are evaluated lazily, only as far as the caller
+        walks (``prefer="cheapest"`` evaluates them all, to order their executors).
+        A candidate may come more than once (the caller skips repeats).
         """
-        if position == 0:
-            if job.preferred_executor is not None:
-                return job.preferred_executor, "preferred executor", None, 1
-            position = 1
-        functions = self._functions
-        end = len(functions) + 1
-        if position < end:
-            for index in range(position - 1, end - 1):
-                try:
-                    if functions[index](names):
-                        rule = self._rules[index]
-                        return rule.executor, rule.reason, rule, index + 2
-                # A bad rule must not stop routing; try costs nothing until it raises.
-                except Exception as exc:  # noqa: BLE001, PERF203
-                    self._unevaluable(job, index, exc, skipped)
-            position = end
-        if position == end:
-            if self._default is not None:
-                return self._default, "default", None, end + 1
-            position = end + 1
-        fallback = position - end - 1
-        if fallback < len(self._fallback):
-            return self._fallback[fallback], "fallback", None, position + 1
-        return None
+        preferred = job.preferred_executor
+        first = ((preferred, "preferred executor", None),) if preferred is not None else ()
+        last = self._last if not self._cheapest else self._last_by_cost(job, costs)
+        return itertools.chain(first, self._matching(job, names, costs, skipped), last)
 
-    def _unevaluable(self, job: JobSpec, position: int, exc: Exception, skipped: _Skips) -> None:
-        _, rule, index = self._program[position]
+    def _matching(
+        self,
+        job: JobSpec,
+        names: Mapping[str, Any],
+        costs: HourlyCosts | None,
+        skipped: _Skips,
+    ) -> Iterator[Candidate]:
+        """The executors of the rules whose condition holds, by priority (or by cost)."""
+        pooled: list[Candidate] = []
+        for function, rule, index, single in self._program:
+            try:
+                matched = function(names)
+            # A bad rule must not stop routing; try costs nothing until it raises.
+            except Exception as exc:  # noqa: BLE001
+                self._unevaluable(job, rule, index, exc, skipped)
+                continue
+            if not matched:
+                continue
+            if single is not None:
+                yield single, rule.reason, rule
+                continue
+            listed: list[Candidate] = [(name, rule.reason, rule) for name in rule.executors]
+            if self._cheapest:
+                pooled.extend(listed)
+            elif rule.prefer == "cheapest":
+                yield from by_cost(listed, self._prices(job, costs))
+            else:
+                yield from listed
+        if pooled:
+            yield from by_cost(pooled, self._prices(job, costs))
+
+    def _last_by_cost(self, job: JobSpec, costs: HourlyCosts | None) -> Iterator[Candidate]:
+        """The default, then the fallback list cheapest first (priced only if reached)."""
+        yield from self._last[:1] if self._default is not None else ()
+        fallback: list[Candidate] = [(name, "fallback", None) for name in self._fallback]
+        yield from by_cost(fallback, self._prices(job, costs))
+
+    def _unevaluable(
+        self, job: JobSpec, rule: RoutingRule, index: int, exc: Exception, skipped: _Skips
+    ) -> None:
         logger.warning(
             "rules[%d] (%s) could not be evaluated for job %s: %s",
             index,
@@ -487,18 +586,51 @@ class Router:
             job.job_id,
             exc,
         )
-        skipped.append((rule.executor, f"rules[{index}] could not be evaluated: {exc}"))
+        for executor in rule.executors:
+            skipped.append((executor, f"rules[{index}] could not be evaluated: {exc}"))
+
+    def _context(
+        self, job: JobSpec, extra: Mapping[str, Any] | None, *, priced: bool
+    ) -> tuple[dict[str, Any], HourlyCosts | None]:
+        """The names conditions see, and the price cache when anything will read it.
+
+        ``extra`` (the caller's ``context=``) adds names or replaces standard ones.
+        """
+        resources = job.resources
+        costs = self._prices(job, None) if priced or self._priced else None
+        names = {
+            "job": job,
+            "template": job,
+            "name": job.name,
+            "image": job.image,
+            "memory_mb": resources.memory,
+            "cpu_cores": resources.cpu,
+            "gpu": resources.gpu,
+            "timeout_seconds": job.timeout or 0,
+            "labels": job.labels,
+            "metadata": job.metadata,
+            "user": None,
+            "cost": costs if costs is not None else _NO_EXTRA,
+            **(extra or _NO_EXTRA),
+        }
+        return names, costs
 
     # -- reporting --------------------------------------------------------------------
 
     def _log(self, job: JobSpec, decision: RouteDecision) -> None:
         logger.info("job %s (%s) -> %s", job.job_id, job.name, decision.explain())
 
-    def _nothing(
-        self, job: JobSpec, skipped: _Skips, capacity_only: bool
-    ) -> NoExecutorAvailableError:
-        error = NoExecutorAvailableError(job.job_id, skipped, capacity_only=capacity_only)
-        level = logging.INFO if capacity_only else logging.WARNING
+    def _nothing(self, job: JobSpec, walk: Walk) -> NoExecutorAvailableError:
+        capacity_only = walk.wait or (walk.full > 0 and walk.down == 0 and walk.other == 0)
+        retry_after: float | None = None
+        if capacity_only:
+            retry_after = 0.0
+        elif walk.down and not walk.other:
+            retry_after = walk.retry_after
+        error = NoExecutorAvailableError(
+            job.job_id, walk.skipped, capacity_only=capacity_only, retry_after=retry_after
+        )
+        level = logging.INFO if retry_after is not None else logging.WARNING
         logger.log(level, "job %s (%s): %s", job.job_id, job.name, error)
         return error
 
@@ -537,22 +669,3 @@ class Router:
             f"Router(executors={list(self._names)!r}, rules={len(self._rules)}, "
             f"default={self._default!r}, fallback={list(self._fallback)!r})"
         )
-
-
-def _context(job: JobSpec, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The names conditions see; ``extra`` (the caller's ``context=``) adds or replaces."""
-    resources = job.resources
-    return {
-        "job": job,
-        "template": job,
-        "name": job.name,
-        "image": job.image,
-        "memory_mb": resources.memory,
-        "cpu_cores": resources.cpu,
-        "gpu": resources.gpu,
-        "timeout_seconds": job.timeout or 0,
-        "labels": job.labels,
-        "metadata": job.metadata,
-        "user": None,
-        **(extra or _NO_EXTRA),
-    }

@@ -33,6 +33,7 @@ from jobrelay._rule_ops import (
     bounded,
     compare_one,
     constant,
+    decimal_aware,
     function_call,
     item,
     method_call,
@@ -458,6 +459,7 @@ class Compiler:
             symbol, op, _ = steps[0]
             compare = compare_one(symbol, op, _operand(left), _operand(rights[0]), where)
         else:
+            steps = tuple((symbol, decimal_aware(symbol, op), fn) for symbol, op, fn in steps)
 
             def compare(context: Context) -> Any:
                 a = get_left(context)

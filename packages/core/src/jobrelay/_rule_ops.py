@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 import operator
 import types
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Final, NoReturn
 
 import attrs
@@ -42,7 +44,7 @@ Path = tuple[str, "Where", "tuple[str, Where] | None"]
 _MISSING: Any = object()
 
 EMPTY: Context = types.MappingProxyType({})
-NUMBER = (int, float)
+NUMBER = (int, float, Decimal)
 _SHOWN = 120
 
 
@@ -52,6 +54,21 @@ class Fail(Exception):  # noqa: N818 - private signal, converted to RuleError wi
 
 def short(text: str) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message, safe for any input: short, and never raising.
+
+    A huge integer is described by its size (past 4300 digits it cannot even be
+    formatted), a nesting too deep to print by its type.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"an integer of {int(value.bit_length() * math.log10(2)) + 1} digits"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - RecursionError, a failing __repr__, digit limits
+        return f"a {type(value).__name__} that cannot be shown"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def tname(value: object) -> str:
@@ -91,6 +108,11 @@ def bounded(value: Any) -> Any:
 def _numbers(symbol: str, a: Any, b: Any) -> None:
     if not (isinstance(a, NUMBER) and isinstance(b, NUMBER)):
         raise Fail(f"unsupported operand types for {symbol}: {tname(a)} and {tname(b)}")
+    # A huge operand (from the caller's context) would make even one step slow.
+    if (isinstance(a, int) and not -MAX_INT <= a <= MAX_INT) or (
+        isinstance(b, int) and not -MAX_INT <= b <= MAX_INT
+    ):
+        raise Fail(f"integer operand of {symbol} beyond 2**64")
 
 
 def _repeat(text: str, times: int) -> str:
@@ -128,6 +150,9 @@ def _pow(a: Any, b: Any) -> Any:
     _numbers("**", a, b)
     if b > MAX_POWER:
         raise Fail(f"exponent over {MAX_POWER}")
+    # Check the size of an integer result before computing it: |a| >= 2**(bits - 1).
+    if isinstance(a, int) and isinstance(b, int) and b > 0 and (abs(a).bit_length() - 1) * b > 64:
+        raise Fail("integer result beyond 2**64")
     return bounded(a**b)
 
 
@@ -256,7 +281,7 @@ def item(obj: Any, key: Any) -> Any:
         return obj[key]
     except (KeyError, IndexError) as exc:
         what = "key" if isinstance(exc, KeyError) else "index"
-        raise Fail(f"no {what} {key!r} in the {tname(obj)}") from None
+        raise Fail(f"no {what} {shown(key)} in the {tname(obj)}") from None
     except TypeError:
         raise Fail(f"a {tname(obj)} cannot be indexed with a {tname(key)}") from None
 
@@ -417,6 +442,32 @@ def _path_method_one(
     return path_method
 
 
+_ORDERING = frozenset({"==", "!=", "<", "<=", ">", ">="})
+
+
+def _as_decimal(value: float) -> Decimal | float:
+    return Decimal(repr(value)) if math.isfinite(value) else value
+
+
+def decimal_aware(symbol: str, op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``op`` comparing a ``Decimal`` with a ``float`` as written: ``0.04`` is 4/100.
+
+    Python compares them exactly, and the float nearest 0.04 is a little above it, so
+    ``Decimal("0.04") <= 0.04`` would be false: a surprise in ``cost["x"] <= 0.04``.
+    """
+    if symbol not in _ORDERING:
+        return op
+
+    def compare(a: Any, b: Any) -> Any:
+        if type(a) is Decimal and type(b) is float:
+            return op(a, _as_decimal(b))
+        if type(a) is float and type(b) is Decimal:
+            return op(_as_decimal(a), b)
+        return op(a, b)
+
+    return compare
+
+
 def compare_one(
     symbol: str, op: Callable[[Any, Any], Any], left: Operand, right: Operand, where: Where
 ) -> Fn:
@@ -427,6 +478,10 @@ def compare_one(
 
     left_kind, left_value, left_where, get_left = left
     right_kind, right_value, _, get_right = right
+    if (left_kind != "const" or type(left_value) is float) and (
+        right_kind != "const" or type(right_value) is float
+    ):
+        op = decimal_aware(symbol, op)  # a side may be a Decimal facing a float
     if left_kind == "name" and right_kind == "const":
         return _name_const(op, left_value, left_where or where, right_value, failed)
     if left_kind == "const" and right_kind == "path":

@@ -30,7 +30,11 @@ time with a :class:`~jobrelay.errors.RuleError` that carries the column.
 Evaluation follows Python's semantics on plain data, within bounds: an integer result
 beyond 2**64, a string result beyond 65,536 characters, or a ``**`` exponent over 64
 raises ``RuleError``, as does an unknown name or any failing operation (arithmetic is
-on ``int``, ``float`` and ``bool``, plus ``str + str`` and ``str * int``). A
+on ``int``, ``float``, ``Decimal`` and ``bool``, plus ``str + str`` and ``str * int``;
+an integer operand beyond 2**64 is refused before anything is computed, and so is a
+``**`` whose result would be). A ``Decimal`` (such as an hourly rate in ``cost``)
+compares with a ``float`` as the float is written: ``cost["x"] <= 0.04`` holds for a
+rate of exactly 0.04, though the float nearest 0.04 is a little more. A
 sub-expression made only of constants is computed once, at compile time, so ``2**65``
 or ``1 / 0`` is a compile error even in a branch that would never run. Attribute
 access reads non-underscore attributes of ordinary objects and keys of mappings

@@ -37,7 +37,7 @@ from jobrelay._budget import Budget, parse_budget
 from jobrelay._clock import Clock, SystemClock, to_datetime
 from jobrelay._handle import JobHandle, JobRecord, Progress
 from jobrelay._models import Cost, Execution, JobResult, JobState, JobStatus, Logs
-from jobrelay._protocol import CostEstimator, ManagedLister
+from jobrelay._protocol import ManagedLister
 from jobrelay._scrub import Scrubber
 from jobrelay._spec import JobSpec
 from jobrelay.errors import (
@@ -582,11 +582,8 @@ class Runner:
         if self._budget is None:
             return
         decision = self.router.route(job, record.context)
-        executor = self.router.executor(decision.executor)
-        if not isinstance(executor, CostEstimator):
-            return
         duration = job.timeout if job.timeout is not None else self.expected_duration
-        estimate = executor.estimate_cost(job, duration)
+        estimate = self.router.estimate(decision.executor, job, duration)
         if estimate is not None:
             self._budget.reserve(estimate, executor=decision.executor, job_id=job.job_id)
             record.estimate = estimate

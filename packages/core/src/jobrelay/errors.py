@@ -148,16 +148,26 @@ class NoExecutorAvailableError(JobrelayError):
     Attributes:
         job_id: the job that could not be placed.
         skipped: ``(executor, why)`` pairs for every candidate considered.
-        capacity_only: every candidate was skipped only because it was at capacity, so
-            trying again once an execution ends can succeed.
+        capacity_only: the job waits for a slot: a candidate at capacity stopped the
+            routing (its entry does not overflow to the next), or every candidate was
+            at capacity, so trying again once an execution ends can succeed.
+        retry_after: None when waiting cannot help; otherwise seconds after which
+            trying again may succeed (0 when waiting for capacity; else until the next
+            health check of the candidates that are unhealthy for now).
     """
 
     def __init__(
-        self, job_id: str, skipped: Sequence[tuple[str, str]], *, capacity_only: bool = False
+        self,
+        job_id: str,
+        skipped: Sequence[tuple[str, str]],
+        *,
+        capacity_only: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         self.job_id = job_id
         self.skipped = tuple(skipped)
         self.capacity_only = capacity_only
+        self.retry_after = retry_after
         detail = "; ".join(f"{name}: {why}" for name, why in self.skipped) or "no candidates"
         super().__init__(f"no executor available for job {job_id!r} ({detail})")
 
