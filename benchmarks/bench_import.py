@@ -20,11 +20,7 @@ EMPTY = "pass"
 
 def timed(code: str) -> float:
     """Return the wall time of a fresh interpreter running ``code``, startup excluded."""
-    script = (
-        "import time; _t = time.perf_counter()\n"
-        f"{code}\n"
-        "print(time.perf_counter() - _t)"
-    )
+    script = f"import time; _t = time.perf_counter()\n{code}\nprint(time.perf_counter() - _t)"
     out = subprocess.run(
         [sys.executable, "-c", script], check=True, capture_output=True, text=True
     ).stdout

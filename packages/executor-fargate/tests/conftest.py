@@ -10,7 +10,8 @@ wrong about AWS do these fixtures patch it, never the executor:
   always has them), so the fixture sets them as AWS would;
 - moto runs a task launched with a ``capacityProviderStrategy`` (FARGATE_SPOT) on EC2
   container instances and fails without any (in AWS the FARGATE and FARGATE_SPOT
-  providers are Fargate), so such a RunTask is treated as ``launchType=FARGATE``.
+  providers are Fargate), so moto is handed such a RunTask as ``launchType=FARGATE``
+  (the request on the wire, which the tests check, keeps the strategy).
 
 What is configuration, not a patch:
 
@@ -66,11 +67,15 @@ def _moto_patched() -> Iterator[None]:
     def run_task_response(self: Any) -> Any:
         get = self._get_param
 
+        spot = get("capacityProviderStrategy") and get("launchType") is None
+
         def param(name: str, if_none: Any = None) -> Any:
-            value = get(name, if_none)
-            if name == "launchType" and value is None and get("capacityProviderStrategy"):
+            # moto 5.2.5 refuses both at once, as AWS does: hand it the launch type alone.
+            if spot and name == "launchType":
                 return "FARGATE"
-            return value
+            if spot and name == "capacityProviderStrategy":
+                return if_none
+            return get(name, if_none)
 
         self._get_param = param
         return original_response(self)

@@ -58,7 +58,7 @@ def test_drop_policy_never_waits_and_counts_each_drop(
 def test_a_stuck_storage_never_holds_the_runner_under_drop(
     tmp_path: Path, gate: Callable[[Archive], Gate]
 ) -> None:
-    archive = Archive(tmp_path.as_uri(), queue_size=2, when_full="drop")
+    archive = Archive(tmp_path.as_uri(), queue_size=2, when_full="drop", shutdown_timeout=0.5)
     held = gate(archive)  # every write waits until the end of the test
     started = time.monotonic()
     results = run_jobs(archive, jobs(20))
@@ -152,13 +152,13 @@ def test_runner_shutdown_hook_flushes(tmp_path: Path, gate: Callable[[Archive], 
     archive = Archive(tmp_path.as_uri())
     hooks = Hooks(load_entry_points=False)
     hooks.register(ArchivePlugin(archive))
-    hooks.manager.check_pending()  # optionalhook: no spec needed for runner_shutdown
+    hooks.manager.check_pending()
     held = gate(archive)
     for i in range(5):
         archive.submit(*_result(f"job-{i}"))
     release = threading.Timer(0.3, held.open)
     release.start()
-    hooks.manager.hook.runner_shutdown()
+    hooks.emit("runner_shutdown", runner=None)
     release.join()
     assert archive.stats().pending == 0
     assert len(_written_jobs(tmp_path)) == 5
@@ -180,8 +180,9 @@ def slow_write(path, data):
 
 archive.storage.write = slow_write
 router = Router([MockExecutor()], default="mock")
-with Runner(router, poll_interval=0.05) as runner:
-    runner.run([JobSpec("busybox", "true", name=f"job-{i}") for i in range(60)])
+# Never shut down: a Runner's shutdown flushes the archive, and this is about exit.
+runner = Runner(router, poll_interval=0.05)
+runner.run([JobSpec("busybox", "true", name=f"job-{i}") for i in range(60)])
 print(archive.stats().pending, flush=True)
 # No flush, no close: the interpreter-exit handler must write the rest.
 """

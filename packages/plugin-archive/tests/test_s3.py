@@ -99,8 +99,9 @@ def slow_write(path, data):
     original(path, data)
 
 archive.storage.write = slow_write
-with Runner(Router([MockExecutor()], default="mock"), poll_interval=0.05) as runner:
-    runner.run([JobSpec("busybox", "true", name=f"job-{i}") for i in range(40)])
+# Never shut down: a Runner's shutdown flushes the archive, and this is about exit.
+runner = Runner(Router([MockExecutor()], default="mock"), poll_interval=0.05)
+runner.run([JobSpec("busybox", "true", name=f"job-{i}") for i in range(40)])
 print(archive.stats().pending, flush=True)
 """
 

@@ -187,6 +187,7 @@ def _checked(
 ) -> ExecutorClass:
     # Imported here: listing executors must not load the models behind the protocol.
     from jobrelay._protocol import missing_methods  # noqa: PLC0415
+
     missing = missing_methods(obj)
     if not isinstance(obj, type) or missing:
         what = f"missing methods {missing}" if missing else "not a class"

@@ -115,6 +115,8 @@ class Archive:
         block_timeout: with ``"block"``, seconds to wait before dropping.
         retry: retry policy for each object written.
         exit_timeout: seconds the interpreter-exit flush may take (None: no limit).
+        shutdown_timeout: seconds a Runner's shutdown waits for the archive to write
+            what it accepted (None: no limit); the rest goes on in the background.
 
     Raises:
         ConfigError: a bad argument, named, before any storage call.
@@ -130,12 +132,17 @@ class Archive:
         block_timeout: float | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         exit_timeout: float | None = 120.0,
+        shutdown_timeout: float | None = 30.0,
     ) -> None:
         if type(queue_size) is not int or queue_size < 1:
             raise ConfigError(f"queue_size: must be an int of 1 or more, got {queue_size!r}")
         if when_full not in _WHEN_FULL:
             raise ConfigError(f"when_full: must be 'block' or 'drop', got {when_full!r}")
-        for field, value in (("block_timeout", block_timeout), ("exit_timeout", exit_timeout)):
+        for field, value in (
+            ("block_timeout", block_timeout),
+            ("exit_timeout", exit_timeout),
+            ("shutdown_timeout", shutdown_timeout),
+        ):
             if value is not None and not value >= 0:
                 raise ConfigError(f"{field}: must be None or 0 or more seconds, got {value!r}")
         if not isinstance(retry, RetryPolicy):
@@ -146,6 +153,7 @@ class Archive:
         self.block_timeout = block_timeout
         self.retry = retry
         self.exit_timeout = exit_timeout
+        self.shutdown_timeout = shutdown_timeout
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
         self._in_flight = 0

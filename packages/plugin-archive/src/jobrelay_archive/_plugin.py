@@ -142,12 +142,17 @@ class ArchivePlugin:
         if archive is not None:
             archive.submit(execution, result)
 
-    @hookimpl(optionalhook=True)
+    @hookimpl
     def runner_shutdown(self) -> None:
-        """Write everything accepted before the Runner's shutdown returns."""
+        """Write what was accepted before the Runner's shutdown returns.
+
+        Waits at most the archive's ``shutdown_timeout``: a store that is down cannot
+        hold a Runner's shutdown; what is left is written in the background and at
+        interpreter exit.
+        """
         archive = self.archive if self.archive is not None else _archive
         if archive is not None:
-            archive.flush()
+            archive.flush(archive.shutdown_timeout)
 
 
 plugin = ArchivePlugin()
