@@ -408,3 +408,16 @@ def test_an_untranslated_backend_error_is_still_one_line(tmp_path: Path) -> None
     assert proc.stderr.splitlines() == [
         "jobrelay: unexpected RuntimeError: socket went away (--debug shows the traceback)"
     ]
+
+
+def test_mock_jobs_run_on_simulated_time_in_batch(tmp_path: Path) -> None:
+    # An hour of mock time must not be an hour of wall time (the subprocess would hit
+    # its 60 s limit first).
+    batch = tmp_path / "jobs.toml"
+    batch.write_text(
+        '[[jobs]]\nimage = "busybox"\nname = "long"\nlabels = { "mock.duration" = "3600" }\n'
+        '[[jobs]]\nimage = "busybox"\nname = "short"\nlabels = { "mock.duration" = "5" }\n'
+    )
+    proc = jobrelay("batch", str(batch), "--executor", "mock")
+    assert proc.returncode == 0, proc.stderr
+    assert "long" in proc.stdout

@@ -243,7 +243,7 @@ def test_signal_cancels_the_batch_and_prints_one_line(
     path = tmp_path / "jobs.toml"
     path.write_text(
         "".join(
-            f'[[jobs]]\nimage = "busybox"\nname = "long-{i}"\nlabels = {{ "mock.duration" = "60" }}\n'
+            f'[[jobs]]\nimage = "busybox"\nname = "long-{i}"\nlabels = {{ "mock.duration" = "100000000" }}\n'
             for i in range(3)
         )
     )

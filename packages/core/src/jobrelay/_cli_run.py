@@ -93,22 +93,14 @@ def _preload_plugins(router: Any) -> None:
     The first hook fires right after the launch; importing a plugin's dependencies
     (OpenTelemetry, fsspec) then would delay the job's output by that much.
     """
-    hooks = router.hooks
-    load = getattr(hooks, "load_entry_points", None) or getattr(hooks, "_ensure_loaded", None)
-    if callable(load):
-        threading.Thread(target=load, name="jobrelay-plugins", daemon=True).start()
+    threading.Thread(
+        target=router.hooks.load_entry_points, name="jobrelay-plugins", daemon=True
+    ).start()
 
 
 def _sweep_now(runner: Runner) -> None:
     """Ask the Runner for a status sweep now: the output stream ended, so the job did."""
-    wake = getattr(runner, "wake", None)
-    if callable(wake):
-        wake()
-        return
-    # Until the Runner has a public wake(): its monitor sleeps on this event.
-    event = getattr(runner, "_wakeup", None)
-    if isinstance(event, threading.Event):
-        event.set()
+    runner.wake()
 
 
 def _follow(

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from jobrelay._clock import Clock, ManualClock
 from jobrelay._config import load_toml
 from jobrelay._models import JobState
 from jobrelay._registry import available_executors, load_executor_class
@@ -167,6 +168,7 @@ def build_router(
         data = load_toml(path)
         if isinstance(data, Mapping) and isinstance(data.get("executors"), Mapping):
             data = {**data, "executors": _apply_settings(data["executors"], settings)}
+            return Router.from_config(data, clock=_simulated_if_mock_only(data["executors"]))
         return Router.from_config(data)
     name = getattr(args, "executor", None)
     if not name:
@@ -177,4 +179,22 @@ def build_router(
             err.write(f"jobrelay: no {where}: using the {name} executor{note}\n")
     load_executor_class(name)  # an unknown or broken executor is a usage error, now
     entries = _apply_settings({name: {"type": name}}, settings)
-    return Router(entries, default=name, unhealthy_wait=unhealthy_wait)
+    return Router(
+        entries,
+        default=name,
+        unhealthy_wait=unhealthy_wait,
+        clock=_simulated_if_mock_only(entries),
+    )
+
+
+def _simulated_if_mock_only(entries: Mapping[str, Any]) -> Clock | None:
+    """A simulated clock when every executor is the mock: its jobs never take wall time.
+
+    The Router hands it to the mock and the Runner alike, so a ``mock.duration=20`` job
+    ends as soon as only its duration is left to wait (real time still flows).
+    """
+    kinds = {
+        str(entry.get("type", name)) if isinstance(entry, Mapping) else None
+        for name, entry in entries.items()
+    }
+    return ManualClock(follow_real_time=True) if kinds == {"mock"} else None

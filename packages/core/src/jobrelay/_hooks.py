@@ -42,6 +42,14 @@ class Hooks:
         if not load_entry_points:
             self._loaded.set()
 
+    def load_entry_points(self) -> None:
+        """Import and register the ``jobrelay.plugins`` entry points now (else on first emit).
+
+        A command can call it in a background thread while it does other work, so
+        that importing plugins' dependencies does not delay the first hook.
+        """
+        self._ensure_loaded()
+
     def _ensure_loaded(self) -> None:
         # Set only once loading is done: a concurrent emit waits on the lock meanwhile.
         if self._loaded.is_set():

@@ -221,6 +221,10 @@ class Runner:
         for future in cf.as_completed(by_future, timeout):
             yield by_future[future]
 
+    def wake(self) -> None:
+        """Sweep statuses now rather than at the next poll (e.g. a job's output ended)."""
+        self._wakeup.set()
+
     def progress(self) -> Progress:
         """Return the current counts."""
         with self._lock:
