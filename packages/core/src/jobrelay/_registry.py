@@ -61,7 +61,7 @@ class _EntryPoint:
 
     name: str
     target: str
-    dist: Any = attrs.field(eq=False, repr=False)
+    dist: importlib_metadata.Distribution | None = attrs.field(eq=False, repr=False)
 
     def info(self) -> ExecutorInfo:
         dist = self.dist
@@ -169,14 +169,14 @@ def _read_entry_points() -> dict[str, _EntryPoint | ExecutorInfo]:
     return found
 
 
-def _import_target(target: str) -> Any:
+def _import_target(target: str) -> object:
     if ":" in target:
         module_name, _, attr_path = target.partition(":")
     else:
         module_name, _, attr_path = target.rpartition(".")
     if not module_name or not attr_path:
         raise ValueError(f"not a 'module:attr' or dotted path: {target!r}")
-    obj: Any = importlib.import_module(module_name)
+    obj: object = importlib.import_module(module_name)
     for part in attr_path.split("."):
         obj = getattr(obj, part)
     return obj
