@@ -5,6 +5,9 @@
    wait, logs, remove). Target: ratio at most 1.05.
 2. ``statuses()`` over 200 managed containers vs 200 individual ``inspect`` calls,
    alternating, several rounds. Target: at least 10x faster.
+3. For the cost table: the same job (1 vCPU, 2 GiB, 10 minutes) priced by
+   ``estimate_cost`` at the default ``cost_per_hour`` (0: your machine) and at an
+   example rate.
 
 Needs a Docker daemon with the image ``jobrelay-test/busybox:latest`` (see
 ``.ci/prepare-docker.sh``); ``JOBRELAY_BENCH_IMAGE`` picks another local image.
@@ -123,6 +126,16 @@ def bench_statuses(executor: DockerExecutor, api: docker.APIClient) -> float:
     return ratio
 
 
+def cost_figures() -> None:
+    job = JobSpec(IMAGE, ["true"], resources={"cpu": 1, "memory": "2Gi"})
+    print("\ncost of 1 vCPU, 2 GiB for 10 minutes (estimate_cost, no daemon call):")
+    for rate in ("0", "0.12"):
+        with DockerExecutor(cost_per_hour=rate) as priced:
+            cost = priced.estimate_cost(job, 600)
+        assert cost is not None
+        print(f"  cost_per_hour={rate:<5}: {cost.amount} {cost.currency} ({cost.source})")
+
+
 def main() -> int:
     run_id = uuid.uuid4().hex[:12]
     api = docker.from_env(timeout=60).api
@@ -135,6 +148,7 @@ def main() -> int:
     try:
         launch_ratio = bench_launch_harvest(executor, api, run_id)
         statuses_ratio = bench_statuses(executor, api)
+        cost_figures()
     finally:
         for summary in api.containers(all=True, filters={"label": f"{BENCH_LABEL}={run_id}"}):
             api.remove_container(summary["Id"], force=True)

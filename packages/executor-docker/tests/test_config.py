@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 
 import jobrelay
 import jobrelay_docker
+from jobrelay import Cost, CostEstimator, JobSpec
 from jobrelay.errors import ConfigError
 from jobrelay_docker import DockerExecutor, TLSConfig
 
@@ -92,6 +95,16 @@ def test_router_style_config(pem: dict[str, str]) -> None:
         ({"tls": {"ca_cert": "/nonexistent/ca.pem"}}, "tls.ca_cert"),
         ({"tls": {"verify": "no"}}, "tls.verify"),
         ({"tls": True, "base_url": "unix:///var/run/docker.sock"}, "tls"),
+        ({"timeout": 10**5000}, "timeout"),
+        ({"stop_grace": 10**400}, "stop_grace"),
+        ({"start_grace": 0}, "start_grace"),
+        ({"start_grace": float("inf")}, "start_grace"),
+        ({"cost_per_hour": -1}, "cost_per_hour"),
+        ({"cost_per_hour": float("nan")}, "cost_per_hour"),
+        ({"cost_per_hour": "1e999999"}, "cost_per_hour"),
+        ({"cost_per_hour": 10**5000}, "cost_per_hour"),
+        ({"cost_per_hour": "cheap"}, "cost_per_hour"),
+        ({"currency": "euro"}, "currency"),
     ],
 )
 def test_bad_config_names_the_key(config: dict[str, Any], key: str) -> None:
@@ -140,3 +153,40 @@ def test_environment_is_read_when_base_url_is_none(
     monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="DOCKER_CERT_PATH"):
         DockerExecutor()
+
+
+def test_huge_numbers_in_config_fail_fast_and_short() -> None:
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        DockerExecutor(timeout=10**100_000)
+    assert time.perf_counter() - started < 0.1
+    assert len(str(info.value)) < 200
+
+
+def test_cost_per_hour_prices_any_job_by_its_duration() -> None:
+    job = JobSpec("busybox", ["true"], resources={"cpu": 4, "memory": "8Gi"})
+    free = DockerExecutor()
+    assert free.capabilities().cost_estimate
+    assert isinstance(free, CostEstimator)
+    assert free.estimate_cost(job, 600) == Cost(
+        Decimal(0), "USD", Decimal(0), "config: cost_per_hour"
+    )
+    priced = DockerExecutor(cost_per_hour="0.36", currency="EUR")
+    cost = priced.estimate_cost(job, 600)
+    assert cost is not None
+    assert (cost.amount, cost.currency, cost.rate_per_hour) == (
+        Decimal("0.06"),
+        "EUR",
+        Decimal("0.36"),
+    )
+    assert priced.estimate_cost(job, 0.5) == Cost(
+        Decimal("0.00005"), "EUR", Decimal("0.36"), "config: cost_per_hour"
+    )
+    assert DockerExecutor(cost_per_hour=2).estimate_cost(job, 5400) == Cost(
+        Decimal(3), "USD", Decimal(2), "config: cost_per_hour"
+    )
+    # A TOML float is taken as written, not as its binary neighbour.
+    assert DockerExecutor(cost_per_hour=0.1)._settings.cost_per_hour == Decimal("0.1")
+    for bad in (-1, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="duration_seconds"):
+            priced.estimate_cost(job, bad)

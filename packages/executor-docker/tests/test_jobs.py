@@ -258,22 +258,20 @@ def test_stream_logs_follows_a_quiet_running_job(docker_api: docker.APIClient) -
             executor.cleanup(execution)
 
 
-@pytest.mark.parametrize("step", ["create_container", "start"])
-def test_lost_answer_leaves_no_container(
+def test_lost_answer_to_create_leaves_no_container(
     executor: DockerExecutor,
     docker_api: docker.APIClient,
     monkeypatch: pytest.MonkeyPatch,
-    step: str,
 ) -> None:
     # The daemon does the work, then the answer is lost: the call looks like a timeout.
     api = executor._client()
-    real = getattr(api, step)
+    real = api.create_container
 
     def done_but_unanswered(*args: Any, **kwargs: Any) -> Any:
         real(*args, **kwargs)
         raise requests.exceptions.ReadTimeout("read timed out")
 
-    monkeypatch.setattr(api, step, done_but_unanswered)
+    monkeypatch.setattr(api, "create_container", done_but_unanswered)
     job = JobSpec(IMAGE, ["sleep", "600"], job_id=f"t-{uuid.uuid4().hex[:12]}")
     with pytest.raises(TransientExecutorError, match="no answer") as info:
         executor.launch(job)
@@ -287,4 +285,97 @@ def test_lost_answer_leaves_no_container(
         assert len(containers_of_job(docker_api, job.job_id)) == 1
     finally:
         executor.cancel(execution)
+        executor.cleanup(execution)
+
+
+def test_lost_answer_to_start_finds_the_started_container(
+    executor: DockerExecutor,
+    docker_api: docker.APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The start took effect but its answer was lost: the launch looks and returns it.
+    api = executor._client()
+    real = api.start
+
+    def done_but_unanswered(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        raise requests.exceptions.ReadTimeout("read timed out")
+
+    monkeypatch.setattr(api, "start", done_but_unanswered)
+    job = JobSpec(IMAGE, ["sleep", "600"], job_id=f"t-{uuid.uuid4().hex[:12]}")
+    execution = executor.launch(job)
+    try:
+        monkeypatch.undo()
+        assert executor.status(execution).state is JobState.RUNNING
+        assert [c["Id"] for c in containers_of_job(docker_api, job.job_id)] == [
+            execution.execution_id
+        ]
+        assert executor.launch(job).execution_id == execution.execution_id
+    finally:
+        executor.cancel(execution)
+        executor.cleanup(execution)
+
+
+def test_unanswered_start_leaves_a_container_the_retried_launch_starts(
+    executor: DockerExecutor,
+    docker_api: docker.APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The start never reached the daemon, nor did the clean-up after it: the created
+    # container is this executor's own, so the retried launch starts it, never
+    # leaving a job PENDING for ever nor making a second container.
+    api = executor._client()
+
+    def unanswered(*_: Any, **__: Any) -> Any:
+        raise requests.exceptions.ConnectionError("connection refused")
+
+    monkeypatch.setattr(api, "start", unanswered)
+    monkeypatch.setattr(api, "remove_container", unanswered)
+    monkeypatch.setattr(api, "inspect_container", unanswered)
+    job = JobSpec(IMAGE, ["sh", "-c", "exit 4"], job_id=f"t-{uuid.uuid4().hex[:12]}")
+    with pytest.raises(TransientExecutorError, match="no answer"):
+        executor.launch(job)
+    [left] = containers_of_job(docker_api, job.job_id)
+    assert left["State"] == "created"
+    monkeypatch.undo()
+    execution = executor.launch(job)
+    try:
+        assert execution.execution_id == left["Id"]
+        result = executor.harvest(execution)
+        assert (result.state, result.exit_code) == (JobState.FAILED, 4)
+    finally:
+        executor.cleanup(execution)
+
+
+def test_a_stale_runtime_task_gets_a_fresh_container(
+    executor: DockerExecutor,
+    docker_api: docker.APIClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # After a daemon was killed during a start, its runtime may keep the task: the
+    # daemon then refuses that container's start for good ("already exists"), so
+    # the launch replaces the container rather than failing the job.
+    api = executor._client()
+    real = api.start
+    refused: list[str] = []
+
+    def stale_once(container: str, *args: Any, **kwargs: Any) -> Any:
+        if not refused:
+            refused.append(container)
+            response = requests.Response()
+            response.status_code = 500
+            raise docker.errors.APIError(
+                "failed", response=response, explanation=f"task {container}: already exists"
+            )
+        return real(container, *args, **kwargs)
+
+    monkeypatch.setattr(api, "start", stale_once)
+    job = JobSpec(IMAGE, ["sh", "-c", "echo fresh; exit 6"], job_id=f"t-{uuid.uuid4().hex[:12]}")
+    execution = executor.launch(job)
+    try:
+        assert refused != [execution.execution_id]
+        result = executor.harvest(execution)
+        assert (result.exit_code, result.logs.stdout) == (6, "fresh\n")
+        assert containers_of_job(docker_api, job.job_id) == []
+    finally:
         executor.cleanup(execution)

@@ -233,10 +233,8 @@ def test_operations_on_a_removed_container(executor: DockerExecutor, run: Run) -
     assert containers_of_job(executor._client(), execution.job_id) == []
 
 
-def test_a_container_that_never_started(
-    executor: DockerExecutor, docker_api: docker.APIClient
-) -> None:
-    # What a launcher that died between create and start leaves behind.
+def orphan_container(docker_api: docker.APIClient, executor: DockerExecutor) -> Execution:
+    """What a launcher that died between create and start leaves behind."""
     job_id = f"t-{uuid.uuid4().hex[:12]}"
     labels = {
         **RUN_LABELS,
@@ -244,18 +242,57 @@ def test_a_container_that_never_started(
         "jobrelay.job-id": job_id,
         "jobrelay.job-name": "orphan",
         "jobrelay.executor": executor.name,
+        "jobrelay.owner": "a-dead-launcher",
     }
     container = docker_api.create_container(
         IMAGE, ["sleep", "600"], name=f"jobrelay-{job_id}", labels=labels
     )
-    execution = Execution(executor.name, container["Id"], job_id, datetime.now(timezone.utc))
-    assert executor.status(execution).state is JobState.PENDING
-    assert executor.statuses([execution])[container["Id"]].state is JobState.PENDING
-    relaunched = executor.launch(JobSpec(IMAGE, ["sleep", "600"], job_id=job_id))
-    assert relaunched.execution_id == container["Id"]
-    executor.cancel(execution)
-    status = executor.status(execution)
+    return Execution(executor.name, container["Id"], job_id, datetime.now(timezone.utc))
+
+
+def test_a_container_nobody_starts_fails_after_start_grace(
+    docker_api: docker.APIClient,
+) -> None:
+    with make_executor(start_grace=1) as executor:
+        orphan = orphan_container(docker_api, executor)
+        assert executor.status(orphan).state is JobState.PENDING
+        assert executor.statuses([orphan])[orphan.execution_id].state is JobState.PENDING
+        [listed] = [e for e in executor.list_managed() if e.job_id == orphan.job_id]
+        assert listed.metadata["owner"] == "a-dead-launcher"
+        # harvest does not wait for ever: the grace runs out and the reason says why.
+        result = executor.harvest(orphan)
+        assert result.state is JobState.FAILED
+        assert result.status.reason is not None
+        assert "never started" in result.status.reason
+        assert executor.statuses([orphan])[orphan.execution_id].state is JobState.LOST
+        assert containers_of_job(docker_api, orphan.job_id) == []
+
+
+def test_a_relaunch_replaces_an_abandoned_created_container(
+    docker_api: docker.APIClient,
+) -> None:
+    with make_executor(start_grace=1) as executor:
+        orphan = orphan_container(docker_api, executor)
+        # Younger than the grace: its launcher may be about to start it, so the
+        # relaunch waits; then it is abandoned, removed, and the job runs once.
+        relaunched = executor.launch(JobSpec(IMAGE, ["sh", "-c", "exit 5"], job_id=orphan.job_id))
+        assert relaunched.execution_id != orphan.execution_id
+        assert executor.status(orphan).state is JobState.LOST
+        result = executor.harvest(relaunched)
+        assert (result.state, result.exit_code) == (JobState.FAILED, 5)
+        assert containers_of_job(docker_api, orphan.job_id) == []
+
+
+def test_a_container_cancelled_before_it_started(
+    executor: DockerExecutor, docker_api: docker.APIClient
+) -> None:
+    orphan = orphan_container(docker_api, executor)
+    executor.cancel(orphan)
+    status = executor.status(orphan)
     assert (status.state, status.reason) == (JobState.CANCELLED, "cancelled before it started")
-    assert docker_api.inspect_container(container["Id"])["State"]["Status"] == "created"
-    assert executor.harvest(execution).state is JobState.CANCELLED
-    assert containers_of_job(docker_api, job_id) == []
+    assert docker_api.inspect_container(orphan.execution_id)["State"]["Status"] == "created"
+    # A relaunch of the job settles on the cancelled container, never starts it.
+    again = executor.launch(JobSpec(IMAGE, ["sleep", "600"], job_id=orphan.job_id))
+    assert again.execution_id == orphan.execution_id
+    assert executor.harvest(orphan).state is JobState.CANCELLED
+    assert containers_of_job(docker_api, orphan.job_id) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import ssl
 import struct
+import types
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -20,8 +21,8 @@ from hypothesis import strategies as st
 
 from jobrelay import JobState
 from jobrelay.errors import ExecutorError, LaunchError, TransientExecutorError
-from jobrelay_docker._errors import translate
-from jobrelay_docker._launch import scrub
+from jobrelay_docker._container_spec import _limits
+from jobrelay_docker._errors import bad_input, error_table
 from jobrelay_docker._logs import demultiplex, lines
 from jobrelay_docker._state import (
     cancelled_name,
@@ -31,6 +32,8 @@ from jobrelay_docker._state import (
 )
 
 CID = "9f" * 32
+GRACE = 1e6  # created containers in these tests are never stale, unless made so
+JUST_NOW = datetime.now(timezone.utc)
 STARTED = "2026-11-21T22:39:36.393912962Z"
 FINISHED = "2026-11-21T22:39:38.463167889Z"
 
@@ -44,10 +47,12 @@ def inspect_data(
     error: str = "",
     started: str = STARTED,
     finished: str = FINISHED,
+    created: datetime = JUST_NOW,
 ) -> dict[str, Any]:
     name = cancelled_name(CID) if cancelled else "jobrelay-job-1"
     return {
         "Id": CID,
+        "Created": created.isoformat().replace("+00:00", "Z"),
         "Name": f"/{name}",
         "State": {
             "Status": status,
@@ -61,7 +66,9 @@ def inspect_data(
     }
 
 
-def summary(status: str, *, exit_code: int = 0, cancelled: bool = False) -> dict[str, Any]:
+def summary(
+    status: str, *, exit_code: int = 0, cancelled: bool = False, created: datetime = JUST_NOW
+) -> dict[str, Any]:
     text = {
         "created": "Created",
         "running": "Up 2 seconds",
@@ -72,7 +79,13 @@ def summary(status: str, *, exit_code: int = 0, cancelled: bool = False) -> dict
         "dead": "Dead",
     }[status]
     name = cancelled_name(CID) if cancelled else "jobrelay-job-1"
-    return {"Id": CID, "Names": [f"/{name}"], "State": status, "Status": text}
+    return {
+        "Id": CID,
+        "Names": [f"/{name}"],
+        "State": status,
+        "Status": text,
+        "Created": int(created.timestamp()),
+    }
 
 
 @pytest.mark.parametrize(
@@ -113,15 +126,15 @@ def summary(status: str, *, exit_code: int = 0, cancelled: bool = False) -> dict
 def test_status_from_inspect(
     data: dict[str, Any], state: JobState, code: int | None, reason: str | None
 ) -> None:
-    status = status_from_inspect(data)
+    status = status_from_inspect(data, start_grace=GRACE)
     assert (status.state, status.exit_code, status.reason) == (state, code, reason)
 
 
 def test_times_from_inspect() -> None:
-    status = status_from_inspect(inspect_data("exited"))
+    status = status_from_inspect(start_grace=GRACE, data=inspect_data("exited"))
     assert status.started_at == datetime(2026, 11, 21, 22, 39, 36, 393912, tzinfo=timezone.utc)
     assert status.finished_at == datetime(2026, 11, 21, 22, 39, 38, 463167, tzinfo=timezone.utc)
-    running = status_from_inspect(inspect_data("running"))
+    running = status_from_inspect(start_grace=GRACE, data=inspect_data("running"))
     assert running.started_at is not None
     assert running.finished_at is None
     # The daemon can stamp the start after a very short job already finished.
@@ -130,7 +143,8 @@ def test_times_from_inspect() -> None:
             "exited",
             started="2026-11-21T22:44:49.810654722Z",
             finished="2026-11-21T22:44:49.810003166Z",
-        )
+        ),
+        start_grace=GRACE,
     )
     assert quick.started_at == quick.finished_at
 
@@ -165,8 +179,12 @@ def test_parse_time(text: object, expected: datetime | None) -> None:
 )
 def test_summary_agrees_with_inspect(phase: str, exit_code: int, cancelled: bool) -> None:
     # statuses() (list summaries) and status() (inspect) must tell the same story.
-    full = status_from_inspect(inspect_data(phase, exit_code=exit_code, cancelled=cancelled))
-    brief = status_from_summary(summary(phase, exit_code=exit_code, cancelled=cancelled))
+    full = status_from_inspect(
+        start_grace=GRACE, data=inspect_data(phase, exit_code=exit_code, cancelled=cancelled)
+    )
+    brief = status_from_summary(
+        start_grace=GRACE, summary=summary(phase, exit_code=exit_code, cancelled=cancelled)
+    )
     assert brief.state is full.state
     assert brief.exit_code == full.exit_code
     assert brief.reason == full.reason
@@ -177,7 +195,7 @@ def test_a_job_id_cannot_fake_the_cancel_mark() -> None:
     other = "ab" * 32
     data = inspect_data("exited", exit_code=137)
     data["Name"] = f"/{cancelled_name(other)}"
-    assert status_from_inspect(data).state is JobState.FAILED
+    assert status_from_inspect(data, start_grace=GRACE).state is JobState.FAILED
 
 
 def frame(stream: int, payload: bytes) -> bytes:
@@ -230,6 +248,9 @@ def api_error(status: int, explanation: str) -> docker.errors.APIError:
     return docker.errors.APIError("failed", response=response, explanation=explanation)
 
 
+TABLE = error_table("here")
+
+
 @pytest.mark.parametrize(
     ("exc", "launching", "kind"),
     [
@@ -241,27 +262,92 @@ def api_error(status: int, explanation: str) -> docker.errors.APIError:
         (requests.exceptions.ConnectionError("refused"), True, TransientExecutorError),
         (requests.exceptions.ReadTimeout("slow"), False, TransientExecutorError),
         (ConnectionResetError(104, "reset"), True, TransientExecutorError),
+        (FileNotFoundError(2, "no socket"), True, TransientExecutorError),
         (docker.errors.DockerException("odd"), True, LaunchError),
     ],
 )
 def test_translate(exc: BaseException, launching: bool, kind: type[ExecutorError]) -> None:
-    error = translate(
-        exc, action="do it", where="here", executor="d", job_id="j", launching=launching
-    )
+    error = TABLE.translate(exc, "do it", executor="d", job_id="j", launching=launching)
     assert type(error) is kind
     assert (error.executor, error.job_id) == ("d", "j")
-    assert str(error).startswith("do it")
+    assert str(error).startswith("docker do it failed: ")
+
+
+# What dockerd 20.10 answers (500) for input it cannot take, recorded from the daemon.
+UNMARSHAL = (
+    "json: cannot unmarshal number 36893488147419103232 into Go struct field "
+    "HostConfig.HostConfig.{} of type int64"
+)
+LSTAT = "lstat /var/lib/docker/overlay2/53ff/merged/tmp\x00x: invalid argument"
+ENV_NUL = (
+    "failed to create shim task: OCI runtime create failed: runc create failed: unable to "
+    "start container process: error during container init: environment variable value "
+    'can\'t contain null(\\x00): "TOKEN=hun\\x00ter2": unknown'
+)
+
+
+@pytest.mark.parametrize(
+    ("explanation", "field"),
+    [
+        (UNMARSHAL.format("Memory"), "resources.memory"),
+        (UNMARSHAL.format("NanoCpus"), "resources.cpu"),
+        (UNMARSHAL.format("Sysctls"), "Sysctls"),
+        (LSTAT, "working_dir"),
+        (ENV_NUL, "env"),
+        ("driver failed programming external connectivity", None),
+    ],
+)
+def test_bad_input_500_is_permanent_and_names_the_field(
+    explanation: str, field: str | None
+) -> None:
+    exc = api_error(500, explanation)
+    assert bad_input(exc) == field
+    error = TABLE.translate(exc, "create container jobrelay-x", executor="d", launching=True)
+    if field is None:
+        assert type(error) is TransientExecutorError
+    else:
+        assert type(error) is LaunchError
+        assert f"the job's {field} is not valid for Docker" in str(error)
+
+
+def test_go_quoted_secret_is_masked() -> None:
+    exc = api_error(500, ENV_NUL)
+    error = TABLE.translate(exc, "start", executor="d", launching=True, secrets=["hun\x00ter2"])
+    assert "ter2" not in str(error)
+    assert "TOKEN=***" in str(error)
 
 
 def test_translate_tls_is_permanent_even_inside_a_connection_error() -> None:
     inner = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] certificate required")
     outer = requests.exceptions.ConnectionError(inner)
-    error = translate(outer, action="connect", where="tcp://h:2376", executor="d", launching=True)
+    error = error_table("tcp://h:2376").translate(outer, "connect", executor="d", launching=True)
     assert type(error) is LaunchError
     assert "TLS" in str(error)
     assert "tls.client_cert" in str(error)
 
 
-def test_scrub() -> None:
-    assert scrub("token=abc123 and abc", ["abc123", "abc", ""]) == "token=*** and ***"
-    assert scrub("nothing here", ["secret"]) == "nothing here"
+def test_created_and_never_started_fails_after_the_grace() -> None:
+    old = JUST_NOW - timedelta(seconds=GRACE + 5)
+    for status in (
+        status_from_inspect(inspect_data("created", created=old), start_grace=GRACE),
+        status_from_summary(summary("created", created=old), start_grace=GRACE),
+    ):
+        assert status.state is JobState.FAILED
+        assert status.reason is not None
+        assert "never started" in status.reason
+    cancelled = inspect_data("created", created=old, cancelled=True)
+    assert status_from_inspect(cancelled, start_grace=GRACE).state is JobState.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "field"),
+    [(1.0, 2**44, "resources.memory"), (1e300, 512, "resources.cpu"), (1e10, 512, "resources.cpu")],
+)
+def test_limits_docker_cannot_express_are_launch_errors(
+    cpu: float, memory: int, field: str
+) -> None:
+    # JobSpec bounds these today; the executor still refuses what overflows int64.
+    job = types.SimpleNamespace(resources=types.SimpleNamespace(cpu=cpu, memory=memory), job_id="j")
+    settings = types.SimpleNamespace(name="d")
+    with pytest.raises(LaunchError, match=field):
+        _limits(job, settings)  # type: ignore[arg-type]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, cast
@@ -56,7 +58,7 @@ def _client_key(value: object) -> str | None:
 
 def _verify(value: object) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"tls.verify: must be true or false, got {value!r}")
+        raise ConfigError(f"tls.verify: must be true or false, got {_shown(value)}")
     return value
 
 
@@ -142,19 +144,46 @@ class Settings:
     keep_failed: bool
     stop_grace: int
     name: str
+    start_grace: float
+    cost_per_hour: Decimal
+    currency: str
+
+
+# Longest wait any setting may ask for (about 31 years): beyond it, a typo.
+_MAX_SECONDS = 10**9
+
+
+def _shown(value: object) -> str:
+    """``repr`` of a setting for a message, short even for a huge int or string."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**18:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = (
+        repr(value) if not isinstance(value, str) or len(value) <= 60 else repr(value[:60]) + "..."
+    )
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _seconds(key: str, value: object, *, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key}: must be a number of seconds, got {_shown(value)}")
+    if isinstance(value, int) and value > _MAX_SECONDS:
+        raise ConfigError(f"{key}: must be at most {_MAX_SECONDS} seconds, got {_shown(value)}")
+    if not math.isfinite(value) or value < minimum or value > _MAX_SECONDS:
+        raise ConfigError(
+            f"{key}: must be between {minimum:g} and {_MAX_SECONDS} seconds, got {_shown(value)}"
+        )
+    return float(value)
 
 
 def _positive(key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key}: must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{key}: must be greater than 0, got {value!r}")
-    return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        raise ConfigError(f"{key}: must be greater than 0, got {_shown(value)}")
+    return _seconds(key, value, minimum=0)
 
 
 def _flag(key: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{key}: must be true or false, got {value!r}")
+        raise ConfigError(f"{key}: must be true or false, got {_shown(value)}")
     return value
 
 
@@ -162,7 +191,7 @@ def _optional_name(key: str, value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key}: must be a non-empty string, got {value!r}")
+        raise ConfigError(f"{key}: must be a non-empty string, got {_shown(value)}")
     return value
 
 
@@ -194,11 +223,42 @@ def _base_url(value: object) -> str | None:
 
 
 def _stop_grace(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"stop_grace: must be whole seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0 or value != int(value):
-        raise ConfigError(f"stop_grace: must be whole seconds, 0 or more, got {value!r}")
-    return int(value)
+    seconds = _seconds("stop_grace", value, minimum=0)
+    if seconds != int(seconds):
+        raise ConfigError(f"stop_grace: must be whole seconds, 0 or more, got {_shown(value)}")
+    return int(seconds)
+
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+# Far above any machine's price; keeps a pasted huge number from overflowing sums.
+_MAX_RATE = Decimal(10) ** 9
+
+
+def _cost_per_hour(value: object) -> Decimal:
+    """An amount of money: Decimal, int or str (a TOML float is read as written)."""
+    if isinstance(value, float) and math.isfinite(value):
+        value = repr(value)  # money is decimal: 0.1 means 0.1, not its binary neighbour
+    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+        raise ConfigError(f"cost_per_hour: must be an amount of money, got {_shown(value)}")
+    if isinstance(value, str) and len(value) > 40:
+        raise ConfigError(f"cost_per_hour: must be an amount of money, got {_shown(value)}")
+    if isinstance(value, int) and value > _MAX_RATE:
+        raise ConfigError(f"cost_per_hour: must be at most {_MAX_RATE}, got {_shown(value)}")
+    try:
+        rate = Decimal(value)
+    except (InvalidOperation, ValueError):
+        raise ConfigError(
+            f"cost_per_hour: must be an amount of money, got {_shown(value)}"
+        ) from None
+    if not rate.is_finite() or rate < 0 or rate > _MAX_RATE:
+        raise ConfigError(f"cost_per_hour: must be between 0 and {_MAX_RATE}, got {_shown(value)}")
+    return rate
+
+
+def _currency(value: object) -> str:
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+        raise ConfigError(f"currency: must be an ISO 4217 code such as 'USD', got {_shown(value)}")
+    return value
 
 
 def _connection(
@@ -239,6 +299,9 @@ def build_settings(
     keep_failed: object,
     stop_grace: object,
     name: object,
+    start_grace: object,
+    cost_per_hour: object,
+    currency: object,
 ) -> Settings:
     """Validate every key and return :class:`Settings`; raise ``ConfigError`` naming the key."""
     if pull_policy not in PULL_POLICIES:
@@ -265,4 +328,7 @@ def build_settings(
         keep_failed=_flag("keep_failed", keep_failed),
         stop_grace=_stop_grace(stop_grace),
         name=executor_name,
+        start_grace=_positive("start_grace", start_grace),
+        cost_per_hour=_cost_per_hour(cost_per_hour),
+        currency=_currency(currency),
     )

@@ -1,8 +1,11 @@
 """The connection to one Docker daemon, and the plumbing every operation shares.
 
 Errors from docker-py and requests never leave this layer untranslated: they become
-jobrelay's (see :mod:`jobrelay_docker._errors`), with any secret value of the job
-concerned masked.
+jobrelay's through Docker's :class:`~jobrelay.backend.ErrorTable` (see
+:mod:`jobrelay_docker._errors`), with every form of the job's secret values masked.
+
+The connection also remembers when the daemon did not answer it, so that logs read
+later can say they may be incomplete (see :meth:`DockerConnection.may_have_missed`).
 """
 
 from __future__ import annotations
@@ -10,39 +13,51 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import docker.constants
 import docker.errors
-import requests.exceptions
-import urllib3.exceptions
 
 from jobrelay import Execution, Health, JobSpec
-from jobrelay.errors import ExecutorError, TransientExecutorError
+from jobrelay.backend import ExecutorBase, utc_from_epoch
+from jobrelay.errors import ExecutorError
+from jobrelay.labels import JOB_ID, OWNER, is_managed
 from jobrelay_docker._config import Settings
-from jobrelay_docker._errors import api_status, is_not_found, translate
-from jobrelay_docker._launch import scrub
-from jobrelay_docker._state import LABEL_JOB_ID, MANAGED_FILTER, is_managed
-
-__all__ = ["DockerConnection"]
-
-_Self = TypeVar("_Self", bound="DockerConnection")
-
-_DOCKER_ERRORS = (
-    docker.errors.DockerException,
-    requests.exceptions.RequestException,
-    urllib3.exceptions.HTTPError,
-    OSError,
+from jobrelay_docker._errors import (
+    DOCKER_ERRORS,
+    api_status,
+    error_table,
+    is_not_found,
+    no_answer,
 )
+from jobrelay_docker._state import LABEL_SECRET_ENV, MANAGED_FILTER, parse_time
+from jobrelay_docker._transport import use_safe_unix_transport
+
+__all__ = ["DockerConnection", "secret_values"]
+
+# Outages remembered for truncation marks: enough for any job's lifetime in practice.
+_OUTAGES_KEPT = 1000
 _HEALTH_TIMEOUT = 5.0
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 
-class DockerConnection:
+def secret_values(data: Mapping[str, Any]) -> list[str]:
+    """Return the secret values in a container's inspect data (named by our label)."""
+    config = data.get("Config") or {}
+    names = set(filter(None, ((config.get("Labels") or {}).get(LABEL_SECRET_ENV) or "").split(",")))
+    values: list[str] = []
+    for item in config.get("Env") or ():
+        key, _, value = str(item).partition("=")
+        if key in names and value:
+            values.append(value)
+    return values
+
+
+class DockerConnection(ExecutorBase):
     """A lazily opened API client for one daemon, plus shared helpers (internal).
 
     Nothing touches the network before the first operation, so building an executor
@@ -54,12 +69,11 @@ class DockerConnection:
         self.name: str = settings.name
         self._api: docker.APIClient | None = None
         self._lock = threading.Lock()
-
-    def __enter__(self: _Self) -> _Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        self._errors = error_table(self._where)
+        # Wall-clock spans (start, end or None while open) in which the daemon did not
+        # answer us: output written then may never have reached its log.
+        self._outages: list[tuple[float, float | None]] = []
+        self._outage_lock = threading.Lock()
 
     @property
     def _where(self) -> str:
@@ -72,6 +86,7 @@ class DockerConnection:
             timeout=timeout,
             tls=self._settings.docker_tls or False,
         )
+        use_safe_unix_transport(api)
         if self._settings.docker_tls is not None:
             # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's
             # CA for every call docker-py makes; the daemon's own CA must win.
@@ -84,8 +99,8 @@ class DockerConnection:
             if self._api is not None:
                 return self._api
             timeout = probe_timeout or self._settings.timeout
-            self._check_socket()
             with self._translated("connect"):
+                self._check_socket()
                 probe = self._new_client(docker.constants.MINIMUM_DOCKER_API_VERSION, timeout)
                 try:
                     response = probe.get(f"{probe.base_url}/version", timeout=timeout)
@@ -109,41 +124,73 @@ class DockerConnection:
             return
         path = Path(address.removeprefix("unix://") or "/")
         if not path.exists():
-            raise TransientExecutorError(
-                f"connect: no answer from {self._where}: no socket at {path}", executor=self.name
-            )
-
-    def _error(
-        self, exc: BaseException, action: str, *, job: JobSpec | None, launching: bool
-    ) -> tuple[ExecutorError, bool]:
-        """Translate ``exc``, and say whether a secret had to be masked in the message.
-
-        When one was, the caller must not chain ``exc``: it still holds the secret.
-        """
-        error = translate(
-            exc,
-            action=action,
-            where=self._where,
-            executor=self.name,
-            job_id=job.job_id if job is not None else None,
-            launching=launching,
-        )
-        cleaned = scrub(str(error), job.secrets.values() if job is not None else ())
-        if cleaned == str(error):
-            return error, False
-        return type(error)(cleaned, executor=error.executor, job_id=error.job_id), True
+            raise FileNotFoundError(f"no socket at {path}")
 
     @contextlib.contextmanager
     def _translated(
-        self, action: str, *, job: JobSpec | None = None, launching: bool = False
+        self,
+        action: str,
+        *,
+        job: JobSpec | None = None,
+        launching: bool = False,
+        secrets: Iterable[str] = (),
     ) -> Iterator[None]:
-        try:
-            yield
-        except _DOCKER_ERRORS as exc:
-            error, leaked = self._error(exc, action, job=job, launching=launching)
-            if leaked:
-                raise error from None
-            raise error from exc
+        """Translate what docker-py raises in the block; note when the daemon was away."""
+        values = [*secrets, *(job.secrets.values() if job is not None else ())]
+        with self._errors.mapped(
+            action,
+            executor=self.name,
+            job_id=job.job_id if job is not None else None,
+            launching=launching,
+            secrets=values,
+        ):
+            try:
+                yield
+            except DOCKER_ERRORS as exc:
+                if no_answer(exc):
+                    self._outage_begins()
+                raise
+        self._outage_ends()
+
+    def _outage_begins(self) -> None:
+        with self._outage_lock:
+            if not self._outages or self._outages[-1][1] is not None:
+                self._outages.append((time.time(), None))
+                del self._outages[:-_OUTAGES_KEPT]
+
+    def _outage_ends(self) -> None:
+        if self._outages and self._outages[-1][1] is None:
+            with self._outage_lock:
+                if self._outages and self._outages[-1][1] is None:
+                    self._outages[-1] = (self._outages[-1][0], time.time())
+
+    def may_have_missed(self, started_at: datetime | None, finished_at: datetime | None) -> bool:
+        """True when the daemon may have missed output written between the two times.
+
+        That is when it did not answer us while the container ran, or when it was
+        (re)started after the container started: between the stop and the start no
+        daemon read the container's output, and what the daemon (re)started without
+        live restore killed said nothing more. The daemon's start is the creation time
+        of its default ``bridge`` network, which it makes anew at every start.
+        """
+        if started_at is None:
+            return False
+        begin = started_at.timestamp()
+        end = finished_at.timestamp() if finished_at is not None else time.time()
+        with self._outage_lock:
+            outages = list(self._outages)
+        if any(down <= end and (up is None or up >= begin) for down, up in outages):
+            return True
+        daemon_started = self._daemon_started_at()
+        return daemon_started is not None and daemon_started > started_at
+
+    def _daemon_started_at(self) -> datetime | None:
+        with self._translated("inspect network bridge"):
+            try:
+                network: Mapping[str, Any] = self._client().inspect_network("bridge")
+            except docker.errors.NotFound:
+                return None  # dockerd --bridge=none: no such marker
+        return parse_time(network.get("Created"))
 
     def _inspect(self, container_id: str) -> dict[str, Any] | None:
         """Inspect any container; None when the daemon does not know it."""
@@ -193,14 +240,13 @@ class DockerConnection:
         return Execution(
             executor=self.name,
             execution_id=str(summary["Id"]),
-            job_id=str(labels.get(LABEL_JOB_ID, "")),
-            launched_at=datetime.fromtimestamp(
-                created if isinstance(created, (int, float)) else 0, timezone.utc
-            ),
+            job_id=str(labels.get(JOB_ID, "")),
+            launched_at=utc_from_epoch(created if isinstance(created, (int, float)) else 0),
             metadata={
                 "container_name": str(names[0]).lstrip("/"),
                 "image": summary.get("Image"),
                 "daemon": self._where,
+                "owner": labels.get(OWNER),
             },
         )
 

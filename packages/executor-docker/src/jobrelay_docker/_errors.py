@@ -1,16 +1,24 @@
-"""Turning docker-py and requests exceptions into jobrelay's error tree.
+"""Docker's error table: which docker-py and requests failures are passing faults.
+
+Core's :class:`~jobrelay.backend.ErrorTable` does the translation, the secret masking
+and the chaining; this module only says, for Docker:
 
 - No answer from the daemon (connection refused or reset, timeouts), throttling (429)
-  and server errors (5xx) are :class:`~jobrelay.errors.TransientExecutorError`: the
-  core retry policy may try again.
+  and server errors (5xx) are transient: the core retry policy may try again.
+- Except a 5xx the daemon gives for the job's own input (a number that does not fit
+  its int64 fields, a NUL byte in a path or in the environment): the same request
+  fails the same way however often it is sent, so it is permanent, and the message
+  names the job's field.
 - A TLS failure is permanent: retrying with the same certificates cannot help, and
   the message says which settings to check.
-- Any other refusal is permanent: :class:`~jobrelay.errors.LaunchError` during a
-  launch, :class:`~jobrelay.errors.ExecutorError` otherwise.
+- Any other refusal is permanent: ``LaunchError`` during a launch, ``ExecutorError``
+  otherwise.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -19,11 +27,26 @@ import docker.errors
 import requests.exceptions
 import urllib3.exceptions
 
-from jobrelay.errors import ExecutorError, LaunchError, TransientExecutorError
+from jobrelay.backend import ErrorTable
 
-__all__ = ["TLS_HINT", "api_status", "is_not_found", "translate"]
+__all__ = [
+    "DOCKER_ERRORS",
+    "TLS_HINT",
+    "api_status",
+    "bad_input",
+    "error_table",
+    "is_not_found",
+    "no_answer",
+]
 
 TLS_HINT = "check tls.ca_cert, tls.client_cert and tls.client_key"
+
+DOCKER_ERRORS: tuple[type[BaseException], ...] = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
 
 _NO_ANSWER = (
     requests.exceptions.ConnectionError,
@@ -34,6 +57,31 @@ _NO_ANSWER = (
     ConnectionError,
     TimeoutError,
     FileNotFoundError,  # the unix socket is not there (daemon down)
+)
+
+# Fields of the create request, as Go names them, and the JobSpec field behind each.
+_GO_FIELDS = {
+    "Memory": "resources.memory",
+    "MemorySwap": "resources.memory",
+    "MemoryReservation": "resources.memory",
+    "NanoCpus": "resources.cpu",
+    "CpuQuota": "resources.cpu",
+    "WorkingDir": "working_dir",
+    "Env": "env",
+    "Cmd": "command",
+    "Entrypoint": "entrypoint",
+    "Labels": "labels",
+}
+_UNMARSHAL = re.compile(
+    r"cannot unmarshal .+? into Go struct field (?:\w+\.)*(?P<field>\w+) of type"
+)
+# (pattern in the daemon's words, the job's field): 5xx answers caused by the input.
+_BAD_INPUT = (
+    # dockerd lstat()s the working directory inside the container's root filesystem.
+    (re.compile(r"lstat /.*: invalid argument", re.DOTALL), "working_dir"),
+    (re.compile(r"Cannot mkdir: .* is not a directory", re.DOTALL), "working_dir"),
+    (re.compile(r"environment variable value can't contain null"), "env"),
+    (re.compile(r"invalid reference format"), "image"),
 )
 
 
@@ -71,6 +119,20 @@ def _explanation(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def bad_input(exc: BaseException) -> str | None:
+    """Return the job field a daemon error blames on the job's input, else None."""
+    if api_status(exc) is None:
+        return None
+    text = _explanation(exc)
+    match = _UNMARSHAL.search(text)
+    if match is not None:
+        return _GO_FIELDS.get(match["field"], match["field"])
+    for pattern, field in _BAD_INPUT:
+        if pattern.search(text):
+            return field
+    return None
+
+
 def _tls_failure(exc: BaseException) -> BaseException | None:
     for linked in _chain(exc):
         if isinstance(linked, (ssl.SSLError, requests.exceptions.SSLError)):
@@ -78,56 +140,42 @@ def _tls_failure(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _no_answer(exc: BaseException) -> bool:
+def no_answer(exc: BaseException) -> bool:
     return any(isinstance(linked, _NO_ANSWER) for linked in _chain(exc))
 
 
-def translate(
-    exc: BaseException,
-    *,
-    action: str,
-    where: str,
-    executor: str,
-    job_id: str | None = None,
-    launching: bool = False,
-) -> ExecutorError:
-    """Return the jobrelay error to raise for ``exc`` (the caller raises it ``from exc``).
+def is_transient(exc: BaseException) -> bool:
+    """True for failures another attempt may not meet: no answer, 408, 429, 5xx."""
+    if _tls_failure(exc) is not None:
+        return False
+    status = api_status(exc)
+    if status is not None:
+        return (status in (408, 429) or status >= 500) and bad_input(exc) is None
+    return no_answer(exc)
 
-    Args:
-        exc: what docker-py or requests raised.
-        action: what was being done, e.g. ``"create container jobrelay-abc"``.
-        where: the daemon address, for the message.
-        executor: the executor's name (set on the error).
-        job_id: the job concerned, if any (set on the error).
-        launching: permanent failures become ``LaunchError`` rather than ``ExecutorError``.
-    """
-    permanent = LaunchError if launching else ExecutorError
+
+def describe(exc: BaseException, *, where: str) -> str:
+    """Say what went wrong in the daemon's words, with ``where`` it happened."""
     tls = _tls_failure(exc)
     if tls is not None:
-        return permanent(
-            f"{action}: TLS with {where} failed ({tls}); the daemon refused us or we "
-            f"refused it: {TLS_HINT}",
-            executor=executor,
-            job_id=job_id,
+        return (
+            f"TLS with {where} failed ({tls}); the daemon refused us or we refused it: {TLS_HINT}"
         )
     status = api_status(exc)
     if status is not None:
-        detail = _explanation(exc)
-        if status in (408, 429) or status >= 500:
-            return TransientExecutorError(
-                f"{action}: {where} answered {status}: {detail}", executor=executor, job_id=job_id
-            )
-        return permanent(
-            f"{action}: {where} answered {status}: {detail}", executor=executor, job_id=job_id
-        )
-    if _no_answer(exc):
-        return TransientExecutorError(
-            f"{action}: no answer from {where}: {type(exc).__name__}: {exc}",
-            executor=executor,
-            job_id=job_id,
-        )
-    return permanent(
-        f"{action} on {where} failed: {type(exc).__name__}: {exc}",
-        executor=executor,
-        job_id=job_id,
+        text = f"{where} answered {status}: {_explanation(exc)}"
+        field = bad_input(exc)
+        return text if field is None else f"{text} (the job's {field} is not valid for Docker)"
+    if no_answer(exc):
+        return f"no answer from {where}: {type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} on {where}: {exc}"
+
+
+def error_table(where: str) -> ErrorTable:
+    """Return Docker's error table for the daemon at ``where`` (for the messages)."""
+    return ErrorTable(
+        backend="docker",
+        catch=DOCKER_ERRORS,
+        transient=is_transient,
+        describe=functools.partial(describe, where=where),
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 import docker
@@ -15,6 +16,7 @@ import requests.exceptions
 
 from jobrelay import (
     Capabilities,
+    Cost,
     Execution,
     JobResult,
     JobSpec,
@@ -23,19 +25,16 @@ from jobrelay import (
     LogLine,
     Logs,
 )
-from jobrelay.errors import ExecutorError, LaunchError, TransientExecutorError
+from jobrelay.backend import Scrubber, duration_of, make_result
+from jobrelay.errors import ExecutorError, TransientExecutorError
 from jobrelay_docker._config import PullPolicy, TLSConfig, build_settings
+from jobrelay_docker._connection import secret_values
 from jobrelay_docker._errors import api_status, is_not_found
-from jobrelay_docker._images import pull_image
-from jobrelay_docker._launch import container_spec
+from jobrelay_docker._launching import ContainerLauncher
 from jobrelay_docker._logs import follow_logs, read_logs
-from jobrelay_docker._managed import ManagedContainers
 from jobrelay_docker._state import (
-    LABEL_JOB_ID,
     cancelled_name,
-    container_name,
     is_cancelled,
-    is_managed,
     status_from_inspect,
     status_from_summary,
 )
@@ -46,13 +45,14 @@ logger = logging.getLogger("jobrelay.docker")
 
 _FINISHED = frozenset({"exited", "dead", "removing"})
 _MIB = 1024 * 1024
+_SECONDS_PER_HOUR = Decimal(3600)
 
 
 def _lost(reason: str = "no such container") -> JobStatus:
     return JobStatus(JobState.LOST, reason=reason)
 
 
-class DockerExecutor(ManagedContainers):
+class DockerExecutor(ContainerLauncher):
     """Run jobs as containers on a Docker daemon, through the official ``docker`` SDK.
 
     Example::
@@ -78,6 +78,11 @@ class DockerExecutor(ManagedContainers):
     same exit code (137) stays ``FAILED``. The rename is atomic, survives daemon
     restarts, and cannot happen to a container we did not cancel.
 
+    Logs say ``truncated=True`` when the daemon cannot vouch for them: when this
+    executor could not reach the daemon while the container ran, or when the daemon
+    was (re)started after the container started (output written while no daemon
+    read it may be missing).
+
     Args:
         base_url: daemon address (``unix://...``, ``tcp://host:2376``, ``ssh://...``);
             None means the environment (``DOCKER_HOST`` etc.) or the local socket.
@@ -92,6 +97,12 @@ class DockerExecutor(ManagedContainers):
         stop_grace: whole seconds between the stop signal and the kill on cancel.
         name: the executor's name (the ``jobrelay.executor`` label).
         pull_timeout: seconds an image pull may take in all.
+        start_grace: seconds a created container may wait for its launch to start
+            it; one still not started after that is reported ``FAILED`` (its
+            launcher died or lost the daemon) instead of ``PENDING`` for ever.
+        cost_per_hour: what an hour of a job costs here (default 0: your machine);
+            ``estimate_cost`` and ``JobResult.cost`` use it.
+        currency: ISO 4217 code of ``cost_per_hour``.
 
     Raises:
         ConfigError: a setting is invalid (the message names it).
@@ -100,6 +111,7 @@ class DockerExecutor(ManagedContainers):
     def __init__(
         self,
         base_url: str | None = None,
+        *,
         tls: TLSConfig | Mapping[str, Any] | bool | None = None,
         timeout: float = 30,
         pull_policy: PullPolicy = "if-not-present",
@@ -109,8 +121,10 @@ class DockerExecutor(ManagedContainers):
         keep_failed: bool = False,
         stop_grace: int = 10,
         name: str = "docker",
-        *,
         pull_timeout: float = 600,
+        start_grace: float = 60,
+        cost_per_hour: Decimal | float | str = 0,
+        currency: str = "USD",
     ) -> None:
         settings = build_settings(
             base_url=base_url,
@@ -124,211 +138,42 @@ class DockerExecutor(ManagedContainers):
             keep_failed=keep_failed,
             stop_grace=stop_grace,
             name=name,
+            start_grace=start_grace,
+            cost_per_hour=cost_per_hour,
+            currency=currency,
         )
         super().__init__(settings)
+        self._init_launcher()
         self._capabilities: Capabilities | None = None
 
     def __repr__(self) -> str:
         return f"DockerExecutor(name={self.name!r}, base_url={self._settings.base_url!r})"
 
-    # -- launch ---------------------------------------------------------------------
-
-    def launch(self, job: JobSpec) -> Execution:
-        """Create and start the job's container; return the existing one for a known job_id.
-
-        Raises:
-            LaunchError: the job cannot run here (image missing with ``never``, the
-                daemon refused the container, the command does not start).
-            TransientExecutorError: the daemon or registry did not answer; retry.
-        """
-        if not isinstance(job, JobSpec):
-            raise LaunchError(f"launch expects a JobSpec, got {type(job).__name__}")
-        try:
-            return self._launch(job)
-        except (LaunchError, TransientExecutorError) as exc:
-            if exc.job_id is None:
-                exc.job_id = job.job_id
-            raise
-        except ExecutorError as exc:
-            raise LaunchError(str(exc), executor=self.name, job_id=job.job_id) from exc
-
-    def _launch(self, job: JobSpec) -> Execution:
-        api = self._client()
-        self._ensure_image(api, job)
-        name = container_name(job.job_id)
-        spec = container_spec(api, job, self._settings)
-        deadline = time.monotonic() + self._settings.timeout
-        pause = 0.02
-        while True:
-            try:
-                with self._translated(f"create container {name}", job=job, launching=True):
-                    try:
-                        container_id = str(api.create_container(name=name, **spec)["Id"])
-                    except docker.errors.APIError as exc:
-                        if api_status(exc) != 409:
-                            raise
-                        existing = self._existing(job.job_id)
-                        if existing is not None:
-                            return existing
-                        self._check_name_holder(name, job, deadline)
-                        # Another launcher's container is still being created (its
-                        # name is taken before it is listed), or the name was just freed.
-                        time.sleep(pause)
-                        pause = min(pause * 2, 0.5)
-                        continue
-            except TransientExecutorError:
-                # The daemon may have created it before the answer got lost.
-                self._discard_unstarted(name, job)
-                raise
-            return self._start(api, job, name, container_id)
-
-    def _discard_unstarted(self, name: str, job: JobSpec) -> None:
-        """Remove this job's never-started container named ``name``, if there is one."""
-        try:
-            holder = self._inspect(name)
-        except ExecutorError:
-            return  # still no answer: cleanup_orphans will sweep it
-        if holder is None:
-            return
-        labels = (holder.get("Config") or {}).get("Labels") or {}
-        state = (holder.get("State") or {}).get("Status")
-        if is_managed(labels) and labels.get(LABEL_JOB_ID) == job.job_id and state == "created":
-            self._discard(str(holder.get("Id")))
-
-    def _check_name_holder(self, name: str, job: JobSpec, deadline: float) -> None:
-        """Raise ``LaunchError`` if ``name`` belongs to something else than this job."""
-        holder = self._inspect(name)
-        labels = ((holder or {}).get("Config") or {}).get("Labels") or {}
-        foreign = holder is not None and not (
-            is_managed(labels) and labels.get(LABEL_JOB_ID) == job.job_id
-        )
-        if foreign:
-            raise LaunchError(
-                f"container name {name!r} on {self._where} is taken by a container that "
-                f"is not jobrelay's container for job {job.job_id!r}; remove or rename it",
-                executor=self.name,
-                job_id=job.job_id,
-            )
-        if time.monotonic() > deadline:
-            raise TransientExecutorError(
-                f"container name {name!r} on {self._where} stayed taken by a container "
-                "the daemon does not list yet",
-                executor=self.name,
-                job_id=job.job_id,
-            )
-
-    def _existing(self, job_id: str, *, exclude: str | None = None) -> Execution | None:
-        """Return the job's managed container, preferring the oldest cancelled one.
-
-        After ``cancel`` renamed a container, the job's name is free again and a second
-        launch can create a container under it; every launcher then settles on the
-        same, older, cancelled container, and the new one is discarded.
-        """
-        candidates = [
-            summary
-            for summary in self._list(f"{LABEL_JOB_ID}={job_id}")
-            if summary.get("Id") != exclude
-        ]
-        if not candidates:
-            return None
-
-        def rank(summary: Mapping[str, Any]) -> tuple[bool, float, str]:
-            container_id = str(summary.get("Id"))
-            cancelled = any(is_cancelled(str(n), container_id) for n in summary.get("Names", ()))
-            created = summary.get("Created")
-            return (
-                not cancelled,
-                created if isinstance(created, (int, float)) else 0,
-                container_id,
-            )
-
-        return self._execution_from_summary(min(candidates, key=rank))
-
-    def _start(
-        self, api: docker.APIClient, job: JobSpec, name: str, container_id: str
-    ) -> Execution:
-        action = f"start container {name}"
-        try:
-            with self._translated(action, job=job, launching=True):
-                existing = self._existing(job.job_id, exclude=container_id)
-                if existing is not None:
-                    self._discard(container_id)
-                    return existing
-                try:
-                    api.start(container_id)
-                except docker.errors.APIError as exc:
-                    # Whatever the daemon answered (a 500 included), a container that
-                    # does not start will not start on a retry either.
-                    error, leaked = self._error(exc, action, job=job, launching=True)
-                    failure = LaunchError(str(error), executor=self.name, job_id=job.job_id)
-                    if leaked:
-                        raise failure from None
-                    raise failure from exc
-        except ExecutorError:
-            self._discard(container_id)  # a failed launch leaves nothing behind
-            raise
-        return Execution(
-            executor=self.name,
-            execution_id=container_id,
-            job_id=job.job_id,
-            launched_at=datetime.now(timezone.utc),
-            metadata={"container_name": name, "image": job.image, "daemon": self._where},
-        )
-
-    def _discard(self, container_id: str) -> None:
-        """Remove a container a failed launch created, trying a few times."""
-        for attempt in range(1, 4):
-            problem = self._try_remove(container_id)
-            if problem is None:
-                return
-            logger.warning(
-                "could not remove container %s after a failed launch (attempt %d): %s",
-                container_id,
-                attempt,
-                problem,
-            )
-            time.sleep(0.2 * attempt)
-
-    def _try_remove(self, container_id: str) -> ExecutorError | None:
-        try:
-            self._remove(container_id)
-        except ExecutorError as exc:
-            return exc
-        return None
-
-    def _ensure_image(self, api: docker.APIClient, job: JobSpec) -> None:
-        policy = self._settings.pull_policy
-        if policy != "always":
-            with self._translated(f"inspect image {job.image}", job=job, launching=True):
-                try:
-                    api.inspect_image(job.image)
-                except docker.errors.NotFound:
-                    pass
-                else:
-                    return
-            if policy == "never":
-                raise LaunchError(
-                    f"image {job.image!r} is not present on {self._where} and pull_policy "
-                    "is 'never'; pull it first or use 'if-not-present'",
-                    executor=self.name,
-                    job_id=job.job_id,
-                )
-        with self._translated(f"pull {job.image}", job=job, launching=True):
-            pull_image(
-                api,
-                job.image,
-                deadline_seconds=self._settings.pull_timeout,
-                executor=self.name,
-                job_id=job.job_id,
-                where=self._where,
-            )
-
     # -- status ---------------------------------------------------------------------
 
     def status(self, execution: Execution) -> JobStatus:
-        """Return the container's status; ``LOST`` if it is gone (or not jobrelay's)."""
+        """Return the container's status; ``LOST`` if it is gone (or not jobrelay's).
+
+        A container created and never started is ``PENDING`` for ``start_grace``
+        seconds, then ``FAILED`` with the reason.
+        """
         data = self._inspect_managed(execution.execution_id)
-        return _lost() if data is None else status_from_inspect(data)
+        return _lost() if data is None else self._status_of(data)
+
+    def _status_of(self, data: Mapping[str, Any]) -> JobStatus:
+        status = status_from_inspect(data, start_grace=self._settings.start_grace)
+        if status.reason:
+            # The daemon's error text (State.Error) may quote the environment.
+            scrub = Scrubber(secret_values(data))
+            if scrub:
+                return JobStatus(
+                    status.state,
+                    exit_code=status.exit_code,
+                    reason=scrub(status.reason),
+                    started_at=status.started_at,
+                    finished_at=status.finished_at,
+                )
+        return status
 
     def statuses(self, executions: Iterable[Execution]) -> dict[str, JobStatus]:
         """Return statuses from ONE list call, whatever the number of executions.
@@ -341,9 +186,10 @@ class DockerExecutor(ManagedContainers):
         if not wanted:
             return {}
         summaries = {str(summary.get("Id")): summary for summary in self._list()}
+        grace = self._settings.start_grace
         return {
             execution_id: (
-                status_from_summary(summaries[execution_id])
+                status_from_summary(summaries[execution_id], start_grace=grace)
                 if execution_id in summaries
                 else _lost()
             )
@@ -364,8 +210,17 @@ class DockerExecutor(ManagedContainers):
             isinstance(given, bool) or not isinstance(given, int) or given < 0
         ):
             raise ValueError(f"tail: must be None or an int of 0 or more, got {tail!r}")
-        self._require(execution)
-        return self._read_logs(execution.execution_id, tail)
+        data = self._require(execution)
+        return self._vouched(data, self._read_logs(execution.execution_id, tail))
+
+    def _vouched(self, data: Mapping[str, Any], logs: Logs) -> Logs:
+        """Mark ``logs`` truncated when the daemon may have missed some of the output."""
+        if logs.truncated:
+            return logs
+        status = status_from_inspect(data, start_grace=self._settings.start_grace)
+        if self.may_have_missed(status.started_at, status.finished_at):
+            return Logs(stdout=logs.stdout, stderr=logs.stderr, truncated=True)
+        return logs
 
     def _read_logs(self, container_id: str, tail: int | None) -> Logs:
         with self._translated(f"read logs of container {container_id}"):
@@ -386,35 +241,33 @@ class DockerExecutor(ManagedContainers):
         """Wait for the end, collect status and logs, then remove the container per policy.
 
         An execution whose container is gone (or not jobrelay's) is ``LOST``, never a
-        success; its container, if any, is left alone. A container that was created
-        but never started is waited for until it starts or is cancelled.
+        success; its container, if any, is left alone. Every call to the daemon has
+        a deadline; while the container runs, harvest waits in ``timeout``-long
+        rounds. If the daemon stops answering, the error propagates and the
+        container stays as it is, so a later harvest still finds its result.
         """
         container_id = execution.execution_id
         data = self._inspect_managed(container_id)
-        status = _lost() if data is None else status_from_inspect(data)
         interval = 0.1
-        while data is not None and not status.is_terminal:
+        while data is not None:
+            status = self._status_of(data)
+            if status.is_terminal:
+                break
             if status.state is JobState.RUNNING:
-                with (
-                    self._translated(f"wait for container {container_id}"),
-                    contextlib.suppress(docker.errors.NotFound),
-                ):
-                    self._client().wait(container_id, timeout=None)
-            else:  # created, not started yet
+                self._wait_exit(container_id)
+            else:  # created: its launch is about to start it, or start_grace runs out
                 time.sleep(interval)
                 interval = min(interval * 2, 2.0)
             data = self._inspect_managed(container_id)
-            status = _lost() if data is None else status_from_inspect(data)
         if data is None:
-            return JobResult(execution, status, Logs())
+            return make_result(execution, _lost(), Logs())
         try:
-            logs = self._read_logs(container_id, None)
+            logs = self._vouched(data, self._read_logs(container_id, None))
+        except TransientExecutorError:
+            raise
         except ExecutorError as exc:
             logger.warning("logs of container %s are gone: %s", container_id, exc)
             logs = Logs(truncated=True)
-        duration = None
-        if status.started_at is not None and status.finished_at is not None:
-            duration = max((status.finished_at - status.started_at).total_seconds(), 0.0)
         if self._settings.remove_on_harvest and not (
             self._settings.keep_failed and status.state is JobState.FAILED
         ):
@@ -423,12 +276,21 @@ class DockerExecutor(ManagedContainers):
             except ExecutorError as exc:
                 # The result is what the caller needs; cleanup_orphans takes the rest.
                 logger.warning("harvested container %s could not be removed: %s", container_id, exc)
-        return JobResult(execution, status, logs, duration=duration)
+        return make_result(execution, status, logs, cost=self._cost(duration_of(status)))
+
+    def _wait_exit(self, container_id: str) -> None:
+        """Block until the container stops or one ``timeout`` passes, whichever is first."""
+        with (
+            self._translated(f"wait for container {container_id}"),
+            contextlib.suppress(docker.errors.NotFound, requests.exceptions.ReadTimeout),
+        ):
+            self._client().wait(container_id, timeout=self._settings.timeout)
 
     def cancel(self, execution: Execution) -> None:
         """Mark the container cancelled, then stop it (kill after ``stop_grace``).
 
-        Idempotent; a finished or missing container is left as it is.
+        Idempotent, also when several threads or processes cancel at once; a
+        finished or missing container is left as it is.
 
         Raises:
             ExecutorError: the container exists but is not jobrelay's.
@@ -440,24 +302,44 @@ class DockerExecutor(ManagedContainers):
         self._refuse_unmanaged(data, "cancel")
         if (data.get("State") or {}).get("Status") in _FINISHED:
             return
+        if not is_cancelled(str(data.get("Name", "")), container_id) and not self._mark_cancelled(
+            container_id
+        ):
+            return
         api = self._client()
-        if not is_cancelled(str(data.get("Name", "")), container_id):
-            with self._translated(f"mark container {container_id} cancelled"):
-                try:
-                    api.rename(container_id, cancelled_name(container_id))
-                except docker.errors.APIError as exc:
-                    if is_not_found(exc):
-                        return
-                    if api_status(exc) != 409:  # 409: another canceller renamed it first
-                        raise
         with self._translated(f"stop container {container_id}"):
             try:
                 api.stop(container_id, timeout=self._settings.stop_grace)
             except docker.errors.NotFound:
                 return
             except (requests.exceptions.Timeout, docker.errors.APIError) as exc:
-                logger.warning("stop of container %s failed, killing it: %s", container_id, exc)
+                scrub = Scrubber(secret_values(data))
+                logger.warning(
+                    "stop of container %s failed, killing it: %s", container_id, scrub(str(exc))
+                )
             self._kill_if_running(container_id)
+
+    def _mark_cancelled(self, container_id: str) -> bool:
+        """Rename the container to its cancelled name; False if it is gone meanwhile.
+
+        A concurrent canceller may rename it first: the daemon then answers 400
+        ("same name as its current name") or 409, and the container is marked as
+        wanted, which is checked rather than assumed.
+        """
+        with self._translated(f"mark container {container_id} cancelled"):
+            try:
+                self._client().rename(container_id, cancelled_name(container_id))
+            except docker.errors.APIError as exc:
+                if is_not_found(exc):
+                    return False
+                if api_status(exc) not in (400, 409):
+                    raise
+                data = self._inspect(container_id)
+                if data is None:
+                    return False
+                if not is_cancelled(str(data.get("Name", "")), container_id):
+                    raise
+        return True
 
     def _kill_if_running(self, container_id: str) -> None:
         data = self._inspect(container_id)
@@ -483,6 +365,38 @@ class DockerExecutor(ManagedContainers):
 
     # -- describe -------------------------------------------------------------------
 
+    def estimate_cost(self, job: JobSpec, duration_seconds: float) -> Cost | None:  # noqa: ARG002
+        """Price ``duration_seconds`` of a job at ``cost_per_hour`` (any job: one machine).
+
+        Raises:
+            ValueError: ``duration_seconds`` is negative or not a finite number.
+        """
+        given: object = duration_seconds
+        if (
+            isinstance(given, bool)
+            or not isinstance(given, (int, float))
+            or not math.isfinite(given)
+            or given < 0
+        ):
+            raise ValueError("duration_seconds: must be a finite number of seconds, 0 or more")
+        return self._cost(duration_seconds)
+
+    def _cost(self, duration_seconds: float | None) -> Cost | None:
+        if duration_seconds is None:
+            return None
+        rate = self._settings.cost_per_hour
+        seconds = (
+            Decimal(duration_seconds)
+            if isinstance(duration_seconds, int)
+            else Decimal(repr(float(duration_seconds)))
+        )
+        return Cost(
+            amount=rate * seconds / _SECONDS_PER_HOUR,
+            currency=self._settings.currency,
+            rate_per_hour=rate,
+            source="config: cost_per_hour",
+        )
+
     def capabilities(self) -> Capabilities:
         """Describe this executor; limits come from the daemon when it answers (cached)."""
         if self._capabilities is not None:
@@ -506,6 +420,8 @@ class DockerExecutor(ManagedContainers):
             log_streaming=True,
             cancel=True,
             list_managed=True,
+            platform_retries=False,
+            cost_estimate=True,
         )
         if info:
             self._capabilities = capabilities

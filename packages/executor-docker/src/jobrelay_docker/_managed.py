@@ -12,9 +12,11 @@ from typing import Any
 import attrs
 
 from jobrelay import Execution
+from jobrelay.backend import Scrubber
 from jobrelay.errors import ExecutorError
-from jobrelay_docker._connection import DockerConnection
-from jobrelay_docker._state import LABEL_EXECUTOR, LABEL_SECRET_ENV, parse_time
+from jobrelay.labels import EXECUTOR
+from jobrelay_docker._connection import DockerConnection, secret_values
+from jobrelay_docker._state import LABEL_SECRET_ENV, parse_time
 
 __all__ = ["ExecResult", "ManagedContainers"]
 
@@ -34,10 +36,15 @@ class ManagedContainers(DockerConnection):
     """The containers this executor manages, beyond single executions (internal)."""
 
     def list_managed(self) -> list[Execution]:
-        """Return this executor's containers (``jobrelay.managed=true``) as executions."""
+        """Return this executor's containers (``jobrelay.managed=true``) as executions.
+
+        Each execution's ``metadata["owner"]`` is the container's ``jobrelay.owner``
+        label (None on containers made before owners existed), so a Runner's
+        reconcile can keep to its own.
+        """
         return [
             self._execution_from_summary(summary)
-            for summary in self._list(f"{LABEL_EXECUTOR}={self.name}")
+            for summary in self._list(f"{EXECUTOR}={self.name}")
         ]
 
     def cleanup_orphans(self, older_than: float | timedelta) -> list[Execution]:
@@ -60,7 +67,7 @@ class ManagedContainers(DockerConnection):
             raise ValueError(f"older_than: must be seconds >= 0 or a timedelta, got {older_than!r}")
         cutoff = datetime.now(timezone.utc) - timedelta(seconds=age)
         removed: list[Execution] = []
-        for summary in self._list(f"{LABEL_EXECUTOR}={self.name}"):
+        for summary in self._list(f"{EXECUTOR}={self.name}"):
             phase = summary.get("State")
             execution = self._execution_from_summary(summary)
             if phase not in ("exited", "dead", "created") or execution.launched_at > cutoff:
@@ -128,9 +135,13 @@ class ManagedContainers(DockerConnection):
         secret_names = set(
             filter(None, (config.get("Labels") or {}).get(LABEL_SECRET_ENV, "").split(","))
         )
+        scrub = Scrubber(secret_values(data))
         if secret_names and isinstance(config.get("Env"), list):
             config["Env"] = [
                 f"{item.partition('=')[0]}=***" if item.partition("=")[0] in secret_names else item
                 for item in config["Env"]
             ]
+        state = data.get("State") or {}
+        if scrub and isinstance(state.get("Error"), str):
+            state["Error"] = scrub(state["Error"])  # a failed start may quote the env
         return data

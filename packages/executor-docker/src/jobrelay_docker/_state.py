@@ -20,34 +20,28 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from jobrelay import JobState, JobStatus
+from jobrelay.labels import MANAGED
 
 __all__ = [
     "CANCELLED_PREFIX",
     "CONTAINER_PREFIX",
-    "LABEL_EXECUTOR",
-    "LABEL_JOB_ID",
-    "LABEL_JOB_NAME",
-    "LABEL_MANAGED",
     "LABEL_SECRET_ENV",
     "MANAGED_FILTER",
     "cancelled_name",
     "container_name",
     "is_cancelled",
-    "is_managed",
+    "is_stale",
     "parse_time",
     "status_from_inspect",
     "status_from_summary",
+    "summary_created_at",
 ]
 
 CONTAINER_PREFIX = "jobrelay-"
 CANCELLED_PREFIX = "jobrelay-cancelled-"
-LABEL_MANAGED = "jobrelay.managed"
-LABEL_JOB_ID = "jobrelay.job-id"
-LABEL_JOB_NAME = "jobrelay.job-name"
-LABEL_EXECUTOR = "jobrelay.executor"
 # Names (never values) of the environment variables that came from JobSpec.secrets.
 LABEL_SECRET_ENV = "jobrelay.secret-env"  # noqa: S105 - a label name, not a secret
-MANAGED_FILTER = f"{LABEL_MANAGED}=true"
+MANAGED_FILTER = f"{MANAGED}=true"
 
 _RUNNING = frozenset({"running", "paused", "restarting"})
 _EXITED_RE = re.compile(r"Exited \((-?\d+)\)")
@@ -70,11 +64,6 @@ def cancelled_name(container_id: str) -> str:
 def is_cancelled(name: str, container_id: str) -> bool:
     """True when the container carries the cancellation name (exact match)."""
     return name.lstrip("/") == cancelled_name(container_id)
-
-
-def is_managed(labels: Mapping[str, str] | None) -> bool:
-    """True for containers jobrelay created (label ``jobrelay.managed=true``)."""
-    return bool(labels) and labels is not None and labels.get(LABEL_MANAGED) == "true"
 
 
 def parse_time(text: object) -> datetime | None:
@@ -117,16 +106,38 @@ def _terminal(
     )
 
 
-def status_from_inspect(data: Mapping[str, Any]) -> JobStatus:
+def _created(cancelled: bool, created_at: datetime | None, start_grace: float) -> JobStatus:
+    """The status of a container that was created and never started.
+
+    A launch starts its container right after creating it; one still not started
+    ``start_grace`` seconds later was left by a launch that died or lost the daemon,
+    and nobody will start it: that is a failure to report, not a wait for ever.
+    """
+    if cancelled:
+        return JobStatus(JobState.CANCELLED, reason="cancelled before it started")
+    if is_stale(created_at, start_grace):
+        return JobStatus(
+            JobState.FAILED,
+            reason=f"never started: its launch did not start it within {start_grace:g}s",
+        )
+    return JobStatus(JobState.PENDING)
+
+
+def is_stale(created_at: datetime | None, start_grace: float) -> bool:
+    """True when a never-started container was created more than ``start_grace`` ago."""
+    if created_at is None:
+        return False
+    return (datetime.now(timezone.utc) - created_at).total_seconds() > start_grace
+
+
+def status_from_inspect(data: Mapping[str, Any], *, start_grace: float) -> JobStatus:
     """Map ``inspect_container`` data to a status (times, OOM and cancel included)."""
     state: Mapping[str, Any] = data.get("State") or {}
     phase = str(state.get("Status", ""))
     cancelled = is_cancelled(str(data.get("Name", "")), str(data.get("Id", "")))
     started_at = parse_time(state.get("StartedAt"))
     if phase == "created":
-        if cancelled:
-            return JobStatus(JobState.CANCELLED, reason="cancelled before it started")
-        return JobStatus(JobState.PENDING)
+        return _created(cancelled, parse_time(data.get("Created")), start_grace)
     if phase in _RUNNING:
         reason = "cancel requested" if cancelled else (None if phase == "running" else phase)
         return JobStatus(JobState.RUNNING, reason=reason, started_at=started_at)
@@ -156,7 +167,15 @@ def status_from_inspect(data: Mapping[str, Any]) -> JobStatus:
     )
 
 
-def status_from_summary(summary: Mapping[str, Any]) -> JobStatus:
+def summary_created_at(summary: Mapping[str, Any]) -> datetime | None:
+    """When a list entry's container was created (the list gives epoch seconds)."""
+    created = summary.get("Created")
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        return None
+    return datetime.fromtimestamp(created, timezone.utc)
+
+
+def status_from_summary(summary: Mapping[str, Any], *, start_grace: float) -> JobStatus:
     """Map one entry of the container list to a status.
 
     The list carries the state, the names and the exit code (inside the ``Status``
@@ -168,9 +187,7 @@ def status_from_summary(summary: Mapping[str, Any]) -> JobStatus:
     names = summary.get("Names") or ()
     cancelled = any(is_cancelled(str(name), container_id) for name in names)
     if phase == "created":
-        if cancelled:
-            return JobStatus(JobState.CANCELLED, reason="cancelled before it started")
-        return JobStatus(JobState.PENDING)
+        return _created(cancelled, summary_created_at(summary), start_grace)
     if phase in _RUNNING:
         reason = "cancel requested" if cancelled else (None if phase == "running" else phase)
         return JobStatus(JobState.RUNNING, reason=reason)

@@ -2,43 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
 from typing import Any
 
 import docker.types
 
 from jobrelay import JobSpec
+from jobrelay.errors import LaunchError
+from jobrelay.labels import workload_labels
 from jobrelay_docker._config import Settings
-from jobrelay_docker._state import (
-    LABEL_EXECUTOR,
-    LABEL_JOB_ID,
-    LABEL_JOB_NAME,
-    LABEL_MANAGED,
-    LABEL_SECRET_ENV,
-)
+from jobrelay_docker._state import LABEL_SECRET_ENV
 
-__all__ = ["container_labels", "container_spec", "scrub"]
+__all__ = ["container_labels", "container_spec"]
 
 _MIB = 1024 * 1024
 _NANO = 1_000_000_000
+_INT64_MAX = 2**63 - 1
 
 
 def container_labels(job: JobSpec, settings: Settings) -> dict[str, str]:
-    """Return the executor's labels, the job's, then jobrelay's (which win)."""
-    labels = {**settings.labels, **job.labels}
-    labels.update(
-        {
-            LABEL_MANAGED: "true",
-            LABEL_JOB_ID: job.job_id,
-            LABEL_JOB_NAME: job.name,
-            LABEL_EXECUTOR: settings.name,
-        }
-    )
+    """Return the executor's labels, then the job's and jobrelay's (which win).
+
+    Docker takes jobrelay's keys as they are; the one label of its own is the list of
+    the environment variables that hold secrets (names only), so ``inspect`` can mask
+    their values.
+    """
+    labels = {**settings.labels, **workload_labels(job, settings.name)}
     if job.secrets:
         labels[LABEL_SECRET_ENV] = ",".join(sorted(job.secrets))
     else:
         labels.pop(LABEL_SECRET_ENV, None)
     return labels
+
+
+def _limits(job: JobSpec, settings: Settings) -> tuple[int, int]:
+    """Return (memory bytes, nano-CPUs), refusing what the daemon's int64 fields cannot hold."""
+    memory = job.resources.memory * _MIB
+    if memory > _INT64_MAX:
+        raise LaunchError(
+            f"resources.memory: {job.resources.memory} MiB is more than Docker can express",
+            executor=settings.name,
+            job_id=job.job_id,
+        )
+    nano = job.resources.cpu * _NANO
+    if not math.isfinite(nano) or nano > _INT64_MAX:
+        raise LaunchError(
+            f"resources.cpu: {job.resources.cpu:g} cores is more than Docker can express",
+            executor=settings.name,
+            job_id=job.job_id,
+        )
+    return memory, round(nano)
 
 
 def container_spec(api: Any, job: JobSpec, settings: Settings) -> dict[str, Any]:
@@ -49,14 +62,14 @@ def container_spec(api: Any, job: JobSpec, settings: Settings) -> dict[str, Any]
     limit with no extra swap; CPU is a nano-CPU quota; GPUs are device requests.
     """
     resources = job.resources
-    memory = resources.memory * _MIB
+    memory, nano_cpus = _limits(job, settings)
     device_requests = None
     if resources.gpu > 0:
         device_requests = [docker.types.DeviceRequest(count=resources.gpu, capabilities=[["gpu"]])]
     host_config = api.create_host_config(
         mem_limit=memory,
         memswap_limit=memory,
-        nano_cpus=round(resources.cpu * _NANO),
+        nano_cpus=nano_cpus,
         network_mode=settings.network,
         device_requests=device_requests,
     )
@@ -73,11 +86,3 @@ def container_spec(api: Any, job: JobSpec, settings: Settings) -> dict[str, Any]
         "stdin_open": False,
         "stop_timeout": settings.stop_grace,
     }
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Return ``text`` with every secret value replaced by ``***``."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
