@@ -295,6 +295,15 @@ ENV_NUL = (
         (LSTAT, "working_dir"),
         (ENV_NUL, "env"),
         ("driver failed programming external connectivity", None),
+        # What a pull of an image a registry does not have answers (dockerd 20.10).
+        ("manifest for jobrelay-test/nope:latest not found: manifest unknown", "image"),
+        ("pull access denied for nope, repository does not exist or may require login", "image"),
+        (
+            'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io '
+            "on 10.0.0.2:53: no such host",
+            "image",
+        ),
+        ("Get https://registry:5000/v2/: net/http: request canceled", None),
     ],
 )
 def test_bad_input_500_is_permanent_and_names_the_field(

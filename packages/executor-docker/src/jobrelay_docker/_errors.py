@@ -6,7 +6,8 @@ and the chaining; this module only says, for Docker:
 - No answer from the daemon (connection refused or reset, timeouts), throttling (429)
   and server errors (5xx) are transient: the core retry policy may try again.
 - Except a 5xx the daemon gives for the job's own input (a number that does not fit
-  its int64 fields, a NUL byte in a path or in the environment): the same request
+  its int64 fields, a NUL byte in a path or in the environment, an image the registry
+  does not have or whose registry host does not resolve): the same request
   fails the same way however often it is sent, so it is permanent, and the message
   names the job's field.
 - A TLS failure is permanent: retrying with the same certificates cannot help, and
@@ -82,6 +83,12 @@ _BAD_INPUT = (
     (re.compile(r"Cannot mkdir: .* is not a directory", re.DOTALL), "working_dir"),
     (re.compile(r"environment variable value can't contain null"), "env"),
     (re.compile(r"invalid reference format"), "image"),
+    # A registry's refusal of the image comes back from the daemon as a 500 too: asking
+    # again gives the same answer (the docker CLI gives up at once as well).
+    (re.compile(r"manifest unknown|manifest for .* not found", re.IGNORECASE), "image"),
+    (re.compile(r"pull access denied|repository does not exist", re.IGNORECASE), "image"),
+    (re.compile(r"requested access to the resource is denied", re.IGNORECASE), "image"),
+    (re.compile(r"lookup [^ ]+( on [^ ]+)?: no such host"), "image"),
 )
 
 
