@@ -33,3 +33,36 @@ def test_runner_on_docker_leaves_no_container(docker_api: docker.APIClient) -> N
     )
     assert managed == []
     assert router.in_flight("docker") == 0
+
+
+def test_two_runners_of_different_owners_never_steal_each_others_jobs(
+    docker_api: docker.APIClient,
+) -> None:
+    with make_executor(name="docker") as first, make_executor(name="docker") as second:
+        alice = Runner(Router({"docker": {"instance": first}}, default="docker"), owner="alice")
+        bob = Runner(Router({"docker": {"instance": second}}, default="docker"), owner="bob")
+        try:
+            jobs = [JobSpec(IMAGE, ["sh", "-c", f"sleep 2; exit {i}"]) for i in range(3)]
+            handles = [alice.submit(job) for job in jobs]
+            for handle in handles:
+                assert handle.wait_launched(30) is not None
+            # Bob's reconcile sees Alice's live containers and leaves them alone.
+            assert bob.reconcile() == []
+            results = [handle.result(60) for handle in handles]
+        finally:
+            alice.shutdown(wait=True)
+            bob.shutdown(wait=True)
+    assert [(r.state, r.exit_code) for r in results] == [
+        (JobState.SUCCEEDED, 0),
+        (JobState.FAILED, 1),
+        (JobState.FAILED, 2),
+    ]
+    labels = [c["Labels"] for c in containers_of_owner(docker_api, "alice")]
+    assert labels == []  # harvested and removed by Alice's executor, nobody else
+
+
+def containers_of_owner(api: docker.APIClient, owner: str) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = api.containers(
+        all=True, filters={"label": ["jobrelay.managed=true", f"jobrelay.owner={owner}"]}
+    )
+    return found
