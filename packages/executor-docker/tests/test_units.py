@@ -273,6 +273,10 @@ def test_translate(exc: BaseException, launching: bool, kind: type[ExecutorError
     assert str(error).startswith("docker do it failed: ")
 
 
+NO_SUCH_HOST = (
+    'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io '
+    "on 10.0.0.2:53: no such host"
+)
 # What dockerd 20.10 answers (500) for input it cannot take, recorded from the daemon.
 UNMARSHAL = (
     "json: cannot unmarshal number 36893488147419103232 into Go struct field "
@@ -298,11 +302,7 @@ ENV_NUL = (
         # What a pull of an image a registry does not have answers (dockerd 20.10).
         ("manifest for jobrelay-test/nope:latest not found: manifest unknown", "image"),
         ("pull access denied for nope, repository does not exist or may require login", "image"),
-        (
-            'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io '
-            "on 10.0.0.2:53: no such host",
-            "image",
-        ),
+        (NO_SUCH_HOST, "image"),
         ("Get https://registry:5000/v2/: net/http: request canceled", None),
     ],
 )
