@@ -190,3 +190,24 @@ def test_cost_per_hour_prices_any_job_by_its_duration() -> None:
     for bad in (-1, float("nan"), float("inf"), True):
         with pytest.raises(ValueError, match="duration_seconds"):
             priced.estimate_cost(job, bad)
+
+
+@pytest.mark.parametrize(
+    ("volumes", "where"),
+    [
+        ("/a:/b", "volumes"),
+        (["/a"], "volumes[0]"),
+        (["/a:relative"], "volumes[0]"),
+        (["/a:/b:rx"], "volumes[0]"),
+        (["/a:/b", 3], "volumes[1]"),
+    ],
+)
+def test_bad_volumes_name_the_entry(volumes: object, where: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        DockerExecutor(volumes=volumes)  # type: ignore[arg-type]
+
+
+def test_volumes_and_user_reach_the_container_spec() -> None:
+    executor = DockerExecutor(volumes=["/srv/data:/data:ro"], user="1000:1000")
+    assert executor._settings.volumes == ("/srv/data:/data:ro",)
+    assert executor._settings.user == "1000:1000"

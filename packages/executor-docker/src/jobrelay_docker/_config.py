@@ -147,6 +147,8 @@ class Settings:
     start_grace: float
     cost_per_hour: Decimal
     currency: str
+    volumes: tuple[str, ...] = ()
+    user: str | None = None
 
 
 # Longest wait any setting may ask for (about 31 years): beyond it, a typo.
@@ -302,6 +304,8 @@ def build_settings(
     start_grace: object,
     cost_per_hour: object,
     currency: object,
+    volumes: object = None,
+    user: object = None,
 ) -> Settings:
     """Validate every key and return :class:`Settings`; raise ``ConfigError`` naming the key."""
     if pull_policy not in PULL_POLICIES:
@@ -331,4 +335,33 @@ def build_settings(
         start_grace=_positive("start_grace", start_grace),
         cost_per_hour=_cost_per_hour(cost_per_hour),
         currency=_currency(currency),
+        volumes=_volumes(volumes),
+        user=_optional_name("user", user),
     )
+
+
+def _volumes(value: object) -> tuple[str, ...]:
+    """Bind mounts as docker writes them: ``SRC:DEST`` or ``SRC:DEST:ro|rw``."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigError(
+            f"volumes: must be a list of 'SRC:DEST[:ro]' strings, got {_shown(value)}"
+        )
+    mounts = []
+    for index, mount in enumerate(value):
+        parts = mount.split(":") if isinstance(mount, str) else []
+        valid = (
+            len(parts) in (2, 3)
+            and all(parts[:2])
+            and parts[1].startswith("/")
+            and (len(parts) == 2 or parts[2] in ("ro", "rw"))
+            and "\0" not in mount
+        )
+        if not valid:
+            raise ConfigError(
+                f"volumes[{index}]: expected 'SRC:DEST' or 'SRC:DEST:ro' with an absolute "
+                f"DEST, got {_shown(mount)}"
+            )
+        mounts.append(str(mount))
+    return tuple(mounts)

@@ -72,6 +72,7 @@ def container_spec(api: Any, job: JobSpec, settings: Settings) -> dict[str, Any]
         nano_cpus=nano_cpus,
         network_mode=settings.network,
         device_requests=device_requests,
+        binds=list(settings.volumes) or None,
     )
     return {
         "image": job.image,
@@ -85,4 +86,5 @@ def container_spec(api: Any, job: JobSpec, settings: Settings) -> dict[str, Any]
         "tty": False,
         "stdin_open": False,
         "stop_timeout": settings.stop_grace,
+        "user": settings.user,
     }

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -103,6 +103,8 @@ class DockerExecutor(ContainerLauncher):
         cost_per_hour: what an hour of a job costs here (default 0: your machine);
             ``estimate_cost`` and ``JobResult.cost`` use it.
         currency: ISO 4217 code of ``cost_per_hour``.
+        volumes: bind mounts for every job, as docker writes them (``"/data:/data:ro"``).
+        user: the user jobs run as (``"1000"``, ``"1000:1000"``, ``"nobody"``).
 
     Raises:
         ConfigError: a setting is invalid (the message names it).
@@ -125,6 +127,8 @@ class DockerExecutor(ContainerLauncher):
         start_grace: float = 60,
         cost_per_hour: Decimal | float | str = 0,
         currency: str = "USD",
+        volumes: Sequence[str] | None = None,
+        user: str | None = None,
     ) -> None:
         settings = build_settings(
             base_url=base_url,
@@ -141,6 +145,8 @@ class DockerExecutor(ContainerLauncher):
             start_grace=start_grace,
             cost_per_hour=cost_per_hour,
             currency=currency,
+            volumes=volumes,
+            user=user,
         )
         super().__init__(settings)
         self._init_launcher()
