@@ -83,9 +83,8 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run every benchmark in benchmarks/; each prints its figures and ratio."""
     folders = [f"packages/{name}" for name in PACKAGES]
-    session.install(
-        *_editable(folders), "docker>=7", "moto[server]>=5.2.5", "opentelemetry-sdk>=1.25"
-    )
+    extras = sorted({req for _, extra in PACKAGES.values() for req in extra})
+    session.install(*_editable(folders), *extras, "docker>=7")
     scripts = session.posargs or sorted(str(path) for path in Path("benchmarks").glob("bench_*.py"))
     for script in scripts:
         session.run("python", script)
