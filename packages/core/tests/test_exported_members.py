@@ -116,6 +116,8 @@ LABELS = [
     "OWNER",
     "default_owner",
     "is_managed",
+    "launching_for",
+    "owner_of",
     "workload_labels",
 ]
 

@@ -481,23 +481,29 @@ class Runner:
     # -- launching --------------------------------------------------------------------
 
     def _job_to_launch(self, record: JobRecord) -> JobSpec:
+        """The spec this attempt launches: the submitted one, under a derived id on retries."""
         job = record.job
         assert job is not None  # noqa: S101 - only submitted jobs are launched
-        if record.launched_job is not None:
-            return record.launched_job
-        fields: dict[str, Any] = {"labels": {**job.labels, _labels.OWNER: self.owner}}
-        if record.attempt > 1:
-            fields["job_id"] = _derived_job_id(job.job_id, record.attempt)
-        record.launched_job = attrs.evolve(job, **fields)
+        if record.launched_job is None:
+            record.launched_job = (
+                job
+                if record.attempt == 1
+                else attrs.evolve(job, job_id=_derived_job_id(job.job_id, record.attempt))
+            )
         return record.launched_job
 
     def _launch(self, handle: JobHandle) -> None:
         context = self._records[handle].submitted_in
         if context is None:
-            self._launch_in_context(handle)
+            self._launch_owned(handle)
         else:
             # A copy each time: one Context cannot be entered by two threads at once.
-            context.copy().run(self._launch_in_context, handle)
+            context.copy().run(self._launch_owned, handle)
+
+    def _launch_owned(self, handle: JobHandle) -> None:
+        # Every workload this launch makes is labelled with this Runner's owner.
+        with _labels.launching_for(self.owner):
+            self._launch_in_context(handle)
 
     def _launch_in_context(self, handle: JobHandle) -> None:
         record = self._records[handle]

@@ -23,9 +23,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from jobrelay._spec import JobSpec
 
@@ -38,6 +40,8 @@ __all__ = [
     "OWNER",
     "default_owner",
     "is_managed",
+    "launching_for",
+    "owner_of",
     "workload_labels",
 ]
 
@@ -49,10 +53,36 @@ OWNER = "jobrelay.owner"
 KEYS = (MANAGED, JOB_ID, JOB_NAME, EXECUTOR, OWNER)
 
 
+_OWNER: contextvars.ContextVar[str | None] = contextvars.ContextVar("jobrelay_owner", default=None)
+
+
+@contextlib.contextmanager
+def launching_for(owner: str) -> Iterator[None]:
+    """Launches made in this block (this thread or task) are recorded as ``owner``'s.
+
+    A Runner wraps its launches in it, so every executor labels the workload with the
+    Runner's owner without the job being copied to carry it.
+    """
+    token = _OWNER.set(owner)
+    try:
+        yield
+    finally:
+        _OWNER.reset(token)
+
+
 @functools.cache
 def default_owner() -> str:
     """Return the owner recorded when none is given: this host's name."""
     return socket.gethostname() or "localhost"
+
+
+def owner_of(job: JobSpec) -> str:
+    """Return the owner a workload of ``job`` launched now is recorded under.
+
+    The job's own ``jobrelay.owner`` label, else the :func:`launching_for` owner (a
+    Runner's), else :func:`default_owner`.
+    """
+    return job.labels.get(OWNER) or _OWNER.get() or default_owner()
 
 
 def workload_labels(job: JobSpec, executor: str, owner: str | None = None) -> dict[str, str]:
@@ -64,12 +94,13 @@ def workload_labels(job: JobSpec, executor: str, owner: str | None = None) -> di
     Args:
         job: the job being launched.
         executor: the launching executor's name.
-        owner: who launched it; default: the job's own ``jobrelay.owner`` label (a
-            Runner sets it on the jobs it submits), else :func:`default_owner`.
+        owner: who launched it; default: the job's own ``jobrelay.owner`` label, else
+            the owner of the :func:`launching_for` block the call is in (a Runner's),
+            else :func:`default_owner`.
     """
     labels = dict(job.labels)
     if owner is None:
-        owner = labels.get(OWNER) or default_owner()
+        owner = owner_of(job)
     labels.update(
         {
             MANAGED: "true",

@@ -239,7 +239,9 @@ class MockExecutor(ExecutorBase):
         record = self._records.get(execution.execution_id)
         if record is None:
             return {}
-        return jr_labels.workload_labels(record.job, self.name)
+        return jr_labels.workload_labels(
+            record.job, self.name, owner=str(record.execution.metadata["owner"])
+        )
 
     def _state(self, record: _Record, now: float) -> JobStatus:
         outcome = record.outcome
@@ -318,7 +320,7 @@ class MockExecutor(ExecutorBase):
                 execution_id=execution_id,
                 job_id=job.job_id,
                 launched_at=datetime.fromtimestamp(now, _UTC),
-                metadata={"owner": job.labels.get(jr_labels.OWNER) or jr_labels.default_owner()},
+                metadata={"owner": jr_labels.owner_of(job)},
             )
             record = _Record(execution, job, outcome, now)
             self._records[execution_id] = record
