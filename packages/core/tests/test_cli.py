@@ -421,3 +421,23 @@ def test_mock_jobs_run_on_simulated_time_in_batch(tmp_path: Path) -> None:
     proc = jobrelay("batch", str(batch), "--executor", "mock")
     assert proc.returncode == 0, proc.stderr
     assert "long" in proc.stdout
+
+
+def test_budget_from_the_config_files_runner_table(tmp_path: Path) -> None:
+    config = tmp_path / "jobrelay.toml"
+    config.write_text(
+        'default = "mock"\n[runner]\nbudget = "1.5 USD"\n'
+        '[executors.mock]\ntype = "mock"\ncost_per_hour = "1"\n'
+    )
+    batch = tmp_path / "jobs.toml"
+    batch.write_text(
+        "".join(f'[[jobs]]\nimage = "busybox"\nname = "j{i}"\ntimeout = "1h"\n' for i in range(3))
+    )
+    proc = jobrelay("batch", str(batch), "--config", str(config), "--max-workers", "1")
+    assert proc.returncode != 0
+    assert "budget exhausted" in proc.stdout + proc.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('default = "mock"\n[runner]\nbudjet = "1 USD"\n[executors.mock]\n')
+    proc = jobrelay("batch", str(batch), "--config", str(bad))
+    assert proc.returncode == 2
+    assert "[runner] takes only" in proc.stderr

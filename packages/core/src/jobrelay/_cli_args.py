@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("file", type=Path, help="TOML file with [[jobs]] tables")
     _add_where(batch)
     _add_executor_flags(batch)
-    batch.add_argument("--max-workers", type=_positive_int, default=8)
+    batch.add_argument("--max-workers", type=_positive_int, default=None, help="default 8")
     batch.add_argument("--max-running", type=_positive_int, help="jobs running at once")
     batch.add_argument("--budget", help="stop launching past this estimated spend: '25 EUR'")
     batch.add_argument("--json", action="store_true", help="results as JSON lines on stdout")

@@ -240,11 +240,12 @@ def cmd_batch(args: argparse.Namespace, argv: Sequence[str], out: IO[str], err: 
     outcomes: dict[int, tuple[JobResult, BaseException | None]] = {}
     interrupted: Interrupted | None = None
     with router, guard:
+        table: dict[str, Any] = getattr(args, "runner_settings", None) or {}
         runner = Runner(
             router,
-            max_workers=args.max_workers,
-            max_running=args.max_running,
-            budget=args.budget,
+            max_workers=args.max_workers or table.get("max_workers") or 8,
+            max_running=args.max_running or table.get("max_running"),
+            budget=args.budget or table.get("budget"),
             progress=display.update,
         )
         try:

@@ -32,6 +32,7 @@ __all__ = [
     "job_from_args",
 ]
 
+RUNNER_KEYS = frozenset({"budget", "max_running", "max_workers"})
 CONFIG_ENV = "JOBRELAY_CONFIG"
 CONFIG_FILE = "jobrelay.toml"
 # flag -> (argparse dest, the executor setting it becomes)
@@ -166,6 +167,13 @@ def build_router(
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         data = load_toml(path)
+        if isinstance(data, Mapping) and "runner" in data:
+            # The [runner] table (budget, max_running) is the Runner's, not the Router's.
+            runner = data["runner"]
+            if not isinstance(runner, Mapping) or set(runner) - RUNNER_KEYS:
+                raise ConfigError(f"{path}: [runner] takes only {', '.join(sorted(RUNNER_KEYS))}")
+            args.runner_settings = dict(runner)
+            data = {key: value for key, value in data.items() if key != "runner"}
         if isinstance(data, Mapping) and isinstance(data.get("executors"), Mapping):
             data = {**data, "executors": _apply_settings(data["executors"], settings)}
             return Router.from_config(data, clock=_simulated_if_mock_only(data["executors"]))
