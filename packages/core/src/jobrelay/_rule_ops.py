@@ -418,20 +418,10 @@ def _path_method_one(
         return name_method
 
     attr_name, attr_where = attr
-    plain: type | None = None  # the last receiver type seen to be plain data
+    get = name_attribute(root, root_where, attr_name, attr_where)
 
     def path_method(context: Context) -> Any:
-        nonlocal plain
-        try:
-            obj = context[root]
-        except KeyError:
-            raise_at(root_where, f"unknown name {root!r}")
-        cls = type(obj)
-        if cls is not plain and _kind(cls) == _PLAIN:
-            plain = cls
-        value = getattr(obj, attr_name, _MISSING) if cls is plain else _MISSING
-        if value is _MISSING:
-            value = read(obj, attr_name, attr_where)
+        value = get(context)
         if not isinstance(value, str):
             raise_at(where, f"{name}() is a string method; got {tname(value)}")
         try:
@@ -546,22 +536,12 @@ def _const_path(
     path: tuple[str, Where, tuple[str, Where]],
     failed: Failed,
 ) -> Fn:
-    """``"premium" in user.groups``: the attribute read inline."""
+    """``"premium" in user.groups``: a constant against one attribute read."""
     root, root_where, (attr, attr_where) = path
-    plain: type | None = None  # the last receiver type seen to be plain data
+    get = name_attribute(root, root_where, attr, attr_where)
 
     def const_path(context: Context) -> Any:
-        nonlocal plain
-        try:
-            obj = context[root]
-        except KeyError:
-            raise_at(root_where, f"unknown name {root!r}")
-        cls = type(obj)
-        if cls is not plain and _kind(cls) == _PLAIN:
-            plain = cls
-        b = getattr(obj, attr, _MISSING) if cls is plain else _MISSING
-        if b is _MISSING:
-            b = read(obj, attr, attr_where)
+        b = get(context)
         try:
             return op(constant, b)
         except TypeError:
