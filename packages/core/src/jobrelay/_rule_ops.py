@@ -461,43 +461,17 @@ def decimal_aware(symbol: str, op: Callable[[Any, Any], Any]) -> Callable[[Any, 
 def compare_one(
     symbol: str, op: Callable[[Any, Any], Any], left: Operand, right: Operand, where: Where
 ) -> Fn:
-    """Build a single comparison, reading constants, names and ``name.attr`` inline."""
+    """Build a single comparison of two operands (constants fold to a getter each)."""
 
     def failed(a: Any, b: Any) -> NoReturn:
         raise_at(where, f"cannot apply {symbol!r} to {tname(a)} and {tname(b)}")
 
-    left_kind, left_value, left_where, get_left = left
+    left_kind, left_value, _, get_left = left
     right_kind, right_value, _, get_right = right
     if (left_kind != "const" or type(left_value) is float) and (
         right_kind != "const" or type(right_value) is float
     ):
         op = decimal_aware(symbol, op)  # a side may be a Decimal facing a float
-    if left_kind == "name" and right_kind == "const":
-        return _name_const(op, left_value, left_where or where, right_value, failed)
-    if left_kind == "const" and right_kind == "path":
-        return _const_path(op, left_value, right_value, failed)
-    if right_kind == "const":
-        constant = right_value
-
-        def any_const(context: Context) -> Any:
-            a = get_left(context)
-            try:
-                return op(a, constant)
-            except TypeError:
-                failed(a, constant)
-
-        return any_const
-    if left_kind == "const":
-        constant = left_value
-
-        def const_any(context: Context) -> Any:
-            b = get_right(context)
-            try:
-                return op(constant, b)
-            except TypeError:
-                failed(constant, b)
-
-        return const_any
 
     def any_any(context: Context) -> Any:
         a, b = get_left(context), get_right(context)
@@ -510,41 +484,3 @@ def compare_one(
 
 
 Failed = Callable[[Any, Any], NoReturn]
-
-
-def _name_const(
-    op: Callable[[Any, Any], Any], name: str, name_where: Where, constant: Any, failed: Failed
-) -> Fn:
-    """``memory_mb > 8192``: the commonest condition of all."""
-
-    def name_const(context: Context) -> Any:
-        try:
-            a = context[name]
-        except KeyError:
-            raise_at(name_where, f"unknown name {name!r}")
-        try:
-            return op(a, constant)
-        except TypeError:
-            failed(a, constant)
-
-    return name_const
-
-
-def _const_path(
-    op: Callable[[Any, Any], Any],
-    constant: Any,
-    path: tuple[str, Where, tuple[str, Where]],
-    failed: Failed,
-) -> Fn:
-    """``"premium" in user.groups``: a constant against one attribute read."""
-    root, root_where, (attr, attr_where) = path
-    get = name_attribute(root, root_where, attr, attr_where)
-
-    def const_path(context: Context) -> Any:
-        b = get(context)
-        try:
-            return op(constant, b)
-        except TypeError:
-            failed(constant, b)
-
-    return const_path
