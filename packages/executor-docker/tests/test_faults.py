@@ -200,6 +200,12 @@ def judge_result(result: JobResult, index: int, events: EventLog) -> str:
     """Return "correct" when ``result`` says what job ``index``'s container really did."""
     died_with = events.exit_codes.get(result.execution.execution_id)
     code, logs, state = result.exit_code, result.logs, result.state
+    if state is JobState.LOST and "the daemon forgot this run" in (result.status.reason or ""):
+        # A daemon killed mid-start can restore a container whose run had begun as
+        # never started: its exit code is gone, and starting it again would run the
+        # job twice. Truthful only if the container did start and never died.
+        began = result.execution.execution_id in (events.started.get(result.execution.job_id) or ())
+        return "forgotten by the daemon" if began and died_with in (None, 255) else "lost"
     if result.status.reason and "never started" in result.status.reason:
         ran = events.started.get(result.execution.job_id)
         return "not launched" if state is JobState.FAILED and not ran else "lost"
@@ -304,7 +310,8 @@ def report(title: str, verdicts: collections.Counter[str], leaked: int, duplicat
     print(  # the figures the fault work reports
         f"\n{title}: correct {verdicts['correct']} / lost {verdicts['lost']} / "
         f"hung {verdicts['hung']} / leaked {leaked} / duplicated {duplicated} "
-        f"(not launched, honestly: {verdicts['not launched']})\n  details: "
+        f"(not launched, honestly: {verdicts['not launched']}; "
+        f"forgotten by a killed daemon: {verdicts['forgotten by the daemon']})\n  details: "
         + ", ".join(
             f"{key}: {n}" for key, n in sorted(verdicts.items()) if key[0] in "el" and key != "lost"
         )

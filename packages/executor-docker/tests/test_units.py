@@ -26,6 +26,7 @@ from jobrelay_docker._errors import bad_input, error_table
 from jobrelay_docker._logs import demultiplex, lines
 from jobrelay_docker._state import (
     cancelled_name,
+    forgotten_name,
     parse_time,
     status_from_inspect,
     status_from_summary,
@@ -346,6 +347,17 @@ def test_created_and_never_started_fails_after_the_grace() -> None:
         assert "never started" in status.reason
     cancelled = inspect_data("created", created=old, cancelled=True)
     assert status_from_inspect(cancelled, start_grace=GRACE).state is JobState.CANCELLED
+
+
+def test_a_run_the_daemon_forgot_is_lost_never_pending_or_failed() -> None:
+    data = {**inspect_data("created"), "Name": f"/{forgotten_name(CID)}"}
+    brief = {**summary("created"), "Names": [f"/{forgotten_name(CID)}"]}
+    for status in (
+        status_from_inspect(data, start_grace=GRACE),
+        status_from_summary(brief, start_grace=GRACE),
+    ):
+        assert status.state is JobState.LOST
+        assert "the daemon forgot this run" in str(status.reason)
 
 
 @pytest.mark.parametrize(

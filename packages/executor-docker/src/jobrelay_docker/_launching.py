@@ -7,7 +7,10 @@ finds under the name decides what it does:
 - nothing: it creates the container and starts it;
 - the job's container, started (running or ended): it returns it;
 - the job's container, ``created`` and never started, made by this executor (an
-  earlier attempt whose start got no answer): it starts it, since this launch owns it;
+  earlier attempt whose start got no answer): it starts it, since this launch owns it
+  (unless it already wrote output: its start took effect, then a daemon killed
+  mid-start restored it as never started; it is renamed ``jobrelay-forgotten-<id>``
+  and reported ``LOST``, never started a second time);
 - the same, made by someone else and younger than ``start_grace``: another launcher is
   about to start it, so it waits for that (up to ``timeout``);
 - the same, older than ``start_grace``: abandoned (its launcher died or lost the
@@ -42,7 +45,14 @@ from jobrelay_docker._container_spec import container_spec
 from jobrelay_docker._errors import api_status
 from jobrelay_docker._images import pull_image
 from jobrelay_docker._managed import ManagedContainers
-from jobrelay_docker._state import container_name, is_cancelled, is_stale, summary_created_at
+from jobrelay_docker._state import (
+    container_name,
+    forgotten_name,
+    is_cancelled,
+    is_forgotten,
+    is_stale,
+    summary_created_at,
+)
 
 __all__ = ["ContainerLauncher"]
 
@@ -142,9 +152,11 @@ class ContainerLauncher(ManagedContainers):
             self._check_name_holder(name, job, deadline)
             return None  # being created (named before it is listed), or just freed
         container_id = str(summary["Id"])
-        if summary.get("State") != "created" or _cancelled(summary):
+        if summary.get("State") != "created" or _cancelled(summary) or _forgotten(summary):
             return self._execution_from_summary(summary)
         if container_id in self._created_here:
+            if self._ran_before(api, container_id, job):
+                return self._forget_run(api, summary, job)
             logger.info("starting container %s that an earlier launch created", container_id)
             return self._start(api, job, name, container_id)
         if is_stale(summary_created_at(summary), self._settings.start_grace):
@@ -164,6 +176,34 @@ class ContainerLauncher(ManagedContainers):
                 job_id=job.job_id,
             )
         return None
+
+    def _ran_before(self, api: docker.APIClient, container_id: str, job: JobSpec) -> bool:
+        """True when a ``created`` container already wrote output.
+
+        Its start then took effect before the daemon lost track of it (a daemon
+        killed mid-start restores such a container as never started).
+        """
+        with self._translated(f"read logs of {container_id}", job=job, launching=True):
+            output: bytes = api.logs(container_id, stdout=True, stderr=True, tail=1)
+        return bool(output)
+
+    def _forget_run(
+        self, api: docker.APIClient, summary: Mapping[str, Any], job: JobSpec
+    ) -> Execution:
+        """Mark a run the daemon forgot, so that nobody starts it a second time."""
+        container_id = str(summary["Id"])
+        logger.warning(
+            "container %s of job %s began before the daemon restarted and is restored "
+            "as never started; not starting it again (it would run the job twice)",
+            container_id,
+            job.job_id,
+        )
+        with self._translated(f"rename container {container_id}", job=job, launching=True):
+            api.rename(container_id, forgotten_name(container_id))
+        self._created_here.discard(container_id)
+        return self._execution_from_summary(
+            {**summary, "Names": [f"/{forgotten_name(container_id)}"]}
+        )
 
     def _existing(self, job_id: str, *, exclude: str | None = None) -> dict[str, Any] | None:
         """Return the list entry of the job's managed container, preferring the oldest cancelled.
@@ -355,6 +395,11 @@ class ContainerLauncher(ManagedContainers):
                 job_id=job.job_id,
                 where=self._where,
             )
+
+
+def _forgotten(summary: Mapping[str, Any]) -> bool:
+    container_id = str(summary.get("Id", ""))
+    return any(is_forgotten(str(name), container_id) for name in summary.get("Names") or ())
 
 
 def _cancelled(summary: Mapping[str, Any]) -> bool:

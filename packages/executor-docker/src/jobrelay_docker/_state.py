@@ -25,11 +25,14 @@ from jobrelay.labels import MANAGED
 __all__ = [
     "CANCELLED_PREFIX",
     "CONTAINER_PREFIX",
+    "FORGOTTEN_PREFIX",
     "LABEL_SECRET_ENV",
     "MANAGED_FILTER",
     "cancelled_name",
     "container_name",
+    "forgotten_name",
     "is_cancelled",
+    "is_forgotten",
     "is_stale",
     "parse_time",
     "status_from_inspect",
@@ -39,6 +42,9 @@ __all__ = [
 
 CONTAINER_PREFIX = "jobrelay-"
 CANCELLED_PREFIX = "jobrelay-cancelled-"
+# A container whose run began (it wrote output) but that a restarted daemon restored
+# as never started: renamed so, it is never started a second time.
+FORGOTTEN_PREFIX = "jobrelay-forgotten-"
 # Names (never values) of the environment variables that came from JobSpec.secrets.
 LABEL_SECRET_ENV = "jobrelay.secret-env"  # noqa: S105 - a label name, not a secret
 MANAGED_FILTER = f"{MANAGED}=true"
@@ -59,6 +65,16 @@ def container_name(job_id: str) -> str:
 def cancelled_name(container_id: str) -> str:
     """Return the name ``cancel`` gives a container before stopping it."""
     return f"{CANCELLED_PREFIX}{container_id}"
+
+
+def forgotten_name(container_id: str) -> str:
+    """Return the name a launch gives a container whose run the daemon forgot."""
+    return f"{FORGOTTEN_PREFIX}{container_id}"
+
+
+def is_forgotten(name: str, container_id: str) -> bool:
+    """True when the container carries the forgotten-run name (exact match)."""
+    return name.lstrip("/") == forgotten_name(container_id)
 
 
 def is_cancelled(name: str, container_id: str) -> bool:
@@ -106,7 +122,9 @@ def _terminal(
     )
 
 
-def _created(cancelled: bool, created_at: datetime | None, start_grace: float) -> JobStatus:
+def _created(
+    cancelled: bool, created_at: datetime | None, start_grace: float, *, forgotten: bool = False
+) -> JobStatus:
     """The status of a container that was created and never started.
 
     A launch starts its container right after creating it; one still not started
@@ -115,6 +133,13 @@ def _created(cancelled: bool, created_at: datetime | None, start_grace: float) -
     """
     if cancelled:
         return JobStatus(JobState.CANCELLED, reason="cancelled before it started")
+    if forgotten:
+        return JobStatus(
+            JobState.LOST,
+            reason="the daemon forgot this run: it began (it wrote output), then the "
+            "restarted daemon restored it as never started; not started again, so the "
+            "job does not run twice",
+        )
     if is_stale(created_at, start_grace):
         return JobStatus(
             JobState.FAILED,
@@ -137,7 +162,10 @@ def status_from_inspect(data: Mapping[str, Any], *, start_grace: float) -> JobSt
     cancelled = is_cancelled(str(data.get("Name", "")), str(data.get("Id", "")))
     started_at = parse_time(state.get("StartedAt"))
     if phase == "created":
-        return _created(cancelled, parse_time(data.get("Created")), start_grace)
+        forgotten = is_forgotten(str(data.get("Name", "")), str(data.get("Id", "")))
+        return _created(
+            cancelled, parse_time(data.get("Created")), start_grace, forgotten=forgotten
+        )
     if phase in _RUNNING:
         reason = "cancel requested" if cancelled else (None if phase == "running" else phase)
         return JobStatus(JobState.RUNNING, reason=reason, started_at=started_at)
@@ -187,7 +215,8 @@ def status_from_summary(summary: Mapping[str, Any], *, start_grace: float) -> Jo
     names = summary.get("Names") or ()
     cancelled = any(is_cancelled(str(name), container_id) for name in names)
     if phase == "created":
-        return _created(cancelled, summary_created_at(summary), start_grace)
+        forgotten = any(is_forgotten(str(name), container_id) for name in names)
+        return _created(cancelled, summary_created_at(summary), start_grace, forgotten=forgotten)
     if phase in _RUNNING:
         reason = "cancel requested" if cancelled else (None if phase == "running" else phase)
         return JobStatus(JobState.RUNNING, reason=reason)
