@@ -5,12 +5,30 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TypeVar
 
-__all__ = ["ExecutorBase"]
+__all__ = ["Closing", "ExecutorBase"]
 
-_Self = TypeVar("_Self", bound="ExecutorBase")
+_Self = TypeVar("_Self", bound="Closing")
 
 
-class ExecutorBase:
+class Closing:
+    """``with obj:`` calls ``obj.close()`` at the end (executors, the Router)."""
+
+    def close(self) -> None:
+        """Release what the object holds (nothing here)."""
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ExecutorBase(Closing):
     """Context-manager boilerplate for an executor; subclassing it is optional.
 
     Like httpx's ``BaseTransport``: the :class:`~jobrelay.Executor` protocol stays the
@@ -28,14 +46,3 @@ class ExecutorBase:
 
     def close(self) -> None:
         """Release clients and connections (nothing to release here)."""
-
-    def __enter__(self: _Self) -> _Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

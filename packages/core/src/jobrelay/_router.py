@@ -30,12 +30,13 @@ import itertools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 
 import attrs
 
 from jobrelay._availability import FULL, Availability
+from jobrelay._base import Closing
 from jobrelay._clock import Clock, SystemClock
 from jobrelay._config import (
     ExecutorEntry,
@@ -88,7 +89,7 @@ _Skips = list[tuple[str, str]]
 _NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 
 
-class Router:
+class Router(Closing):
     """Routes jobs to executors by rules, with health, capacity, cost and fallback.
 
     Example::
@@ -652,17 +653,6 @@ class Router:
                 instance.close()
             except Exception:
                 logger.exception("closing executor %r failed", entry.name)
-
-    def __enter__(self) -> Router:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (
