@@ -312,11 +312,8 @@ class Compiler:
             constants = None
             if not kw_fns and all(arg.const for arg in args):
                 constants = tuple(arg.value for arg in args)
-            path = None
-            if receiver.name is not None and receiver.where is not None:
-                path = (receiver.name, receiver.where, receiver.attr)
             call = method_call(
-                STR_METHODS[name], name, receiver.fn, arg_fns, kw_fns, where, constants, path
+                STR_METHODS[name], name, receiver.fn, arg_fns, kw_fns, where, constants
             )
         return self._wrap(node, call, children)
 

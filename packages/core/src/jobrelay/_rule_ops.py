@@ -39,8 +39,6 @@ Fn = Callable[[Context], Any]
 # One side of a comparison: ("const", value, None, fn), ("name", name, where, fn),
 # ("path", (name, where, (attr, where)), None, fn) or ("fn", None, None, fn).
 Operand = tuple[str, Any, "Where | None", Fn]
-# A receiver that is a bare name, or name.attr: (name, where, (attr, where) or None)
-Path = tuple[str, "Where", "tuple[str, Where] | None"]
 _MISSING: Any = object()
 
 EMPTY: Context = types.MappingProxyType({})
@@ -338,17 +336,13 @@ def method_call(
     kw_fns: tuple[tuple[str, Fn], ...],
     where: Where,
     constants: tuple[Any, ...] | None = None,
-    path: Path | None = None,
 ) -> Fn:
     """Build ``receiver.name(*args, **kwargs)`` for a whitelisted string method.
 
-    ``constants``, when given, are the arguments already computed (all constant);
-    ``path``, when given, says the receiver is ``name`` or ``name.attr``.
+    ``constants``, when given, are the arguments already computed (all constant).
     """
     # Only case changes can grow a string (German sharp s upper-cases to two letters).
     grows = name in {"lower", "upper"}
-    if constants is not None and len(constants) == 1 and path is not None and not grows:
-        return _path_method_one(method, name, path, constants[0], where)
     if constants is not None:
         if len(constants) == 1 and not grows:
             (argument,) = constants
@@ -393,43 +387,6 @@ def method_call(
             raise_at(where, f"{name}() failed with {type(exc).__name__}: {exc}")
 
     return call
-
-
-def _path_method_one(
-    method: Callable[..., Any], name: str, path: Path, argument: Any, where: Where
-) -> Fn:
-    """``name.method(c)`` or ``name.attr.method(c)`` in one closure (a common shape)."""
-    root, root_where, attr = path
-
-    if attr is None:
-
-        def name_method(context: Context) -> Any:
-            try:
-                obj = context[root]
-            except KeyError:
-                raise_at(root_where, f"unknown name {root!r}")
-            if not isinstance(obj, str):
-                raise_at(where, f"{name}() is a string method; got {tname(obj)}")
-            try:
-                return method(obj, argument)
-            except (TypeError, ValueError) as exc:
-                raise_at(where, f"{name}() failed with {type(exc).__name__}: {exc}")
-
-        return name_method
-
-    attr_name, attr_where = attr
-    get = name_attribute(root, root_where, attr_name, attr_where)
-
-    def path_method(context: Context) -> Any:
-        value = get(context)
-        if not isinstance(value, str):
-            raise_at(where, f"{name}() is a string method; got {tname(value)}")
-        try:
-            return method(value, argument)
-        except (TypeError, ValueError) as exc:
-            raise_at(where, f"{name}() failed with {type(exc).__name__}: {exc}")
-
-    return path_method
 
 
 _ORDERING = frozenset({"==", "!=", "<", "<=", ">", ">="})
