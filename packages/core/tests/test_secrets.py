@@ -333,13 +333,9 @@ def test_hook_arguments(canary: str, evidence: Evidence, failing: bool) -> None:
     assert spy.calls == list(HOOK_NAMES)
 
 
-def test_router_if_present(canary: str, evidence: Evidence) -> None:
+def test_router(canary: str, evidence: Evidence) -> None:
     # The Router logs and raises with the job in hand: no secret may reach either.
-    router_class = getattr(jobrelay, "Router", None)
-    rule_class = getattr(jobrelay, "RoutingRule", None)
-    if router_class is None or rule_class is None:
-        pytest.skip("jobrelay.Router does not exist in this checkout")
-    _exercise_router(router_class, rule_class, canary, evidence)
+    _exercise_router(jobrelay.Router, jobrelay.RoutingRule, canary, evidence)
 
 
 def _exercise_router(router_class: Any, rule_class: Any, canary: str, evidence: Evidence) -> None:
@@ -380,12 +376,10 @@ def _exercise_router(router_class: Any, rule_class: Any, canary: str, evidence: 
     evidence.add("preferred", preferred)
 
 
-def test_runner_if_present(canary: str, evidence: Evidence) -> None:
+def test_runner(canary: str, evidence: Evidence) -> None:
     # The Runner emits every hook and logs each step: check it too.
-    router_class = getattr(jobrelay, "Router", None)
-    runner_class = getattr(jobrelay, "Runner", None)
-    if router_class is None or runner_class is None:
-        pytest.skip("jobrelay.Runner does not exist in this checkout")
+    router_class = jobrelay.Router
+    runner_class = jobrelay.Runner
     clock = ManualClock(1_700_000_000.0)
     mock = MockExecutor(clock=clock)
     spy = HookSpy(evidence)

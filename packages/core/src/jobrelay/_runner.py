@@ -37,7 +37,7 @@ from jobrelay._budget import Budget, parse_budget
 from jobrelay._clock import Clock, SystemClock, to_datetime
 from jobrelay._handle import JobHandle, JobRecord, Progress
 from jobrelay._models import Cost, Execution, JobResult, JobState, JobStatus, Logs
-from jobrelay._protocol import ManagedLister
+from jobrelay._protocol import Executor, ManagedLister
 from jobrelay._scrub import Scrubber
 from jobrelay._spec import JobSpec
 from jobrelay.errors import (
@@ -744,7 +744,7 @@ class Runner:
         result = attrs.evolve(result, job=record.job, attempts=record.attempt)
         self.router.release(execution)
         self.router.hooks.emit("job_finished", execution=execution, result=result)
-        if self._retry(handle, record, result, executor.capabilities().platform_retries):
+        if self._retry(handle, record, result, executor):
             return
         with self._lock:
             self._active.pop(execution.execution_id, None)
@@ -764,16 +764,20 @@ class Runner:
             record.estimate = None
 
     def _retry(
-        self, handle: JobHandle, record: JobRecord, result: JobResult, platform: bool
+        self, handle: JobHandle, record: JobRecord, result: JobResult, executor: Executor
     ) -> bool:
-        """Relaunch a failed job under a derived job id, if it has retries left."""
+        """Relaunch a failed job under a derived job id, if it has retries left.
+
+        Not where the backend retries itself (``Capabilities.platform_retries``): it
+        already did, as many times as the job asked.
+        """
         job = record.job
         if (
             job is None
-            or platform
             or record.cancel_requested
             or result.status.state not in self.retry_on
             or record.attempt > job.max_retries
+            or executor.capabilities().platform_retries
         ):
             return False
         assert record.execution is not None  # noqa: S101
