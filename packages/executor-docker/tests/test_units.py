@@ -372,3 +372,14 @@ def test_limits_docker_cannot_express_are_launch_errors(
     settings = types.SimpleNamespace(name="d")
     with pytest.raises(LaunchError, match=field):
         _limits(job, settings)  # type: ignore[arg-type]
+
+
+def test_a_list_entry_is_never_judged_older_than_it_is() -> None:
+    # The list's whole seconds are cut down: 0.9 s after creation it may already show
+    # the previous second. Staleness must not start early on that account.
+    # Created 0.9 s into a second, GRACE - 1 + (now's fraction) seconds ago: younger
+    # than the grace, though its listed whole second is GRACE + (now's fraction) ago.
+    second = int(datetime.now(timezone.utc).timestamp()) - int(GRACE) + 1
+    created = second - 0.1
+    entry = {**summary("created"), "Created": int(created)}
+    assert status_from_summary(entry, start_grace=GRACE).state is JobState.PENDING

@@ -196,11 +196,17 @@ def status_from_inspect(data: Mapping[str, Any], *, start_grace: float) -> JobSt
 
 
 def summary_created_at(summary: Mapping[str, Any]) -> datetime | None:
-    """When a list entry's container was created (the list gives epoch seconds)."""
+    """When a list entry's container was created, at the latest.
+
+    The list gives whole epoch seconds, cut down from the real time: the end of that
+    second is used, so a container is never judged older than it is (a fresh one is
+    never taken for abandoned, nor reported "never started", before its grace ends).
+    """
     created = summary.get("Created")
     if isinstance(created, bool) or not isinstance(created, (int, float)):
         return None
-    return datetime.fromtimestamp(created, timezone.utc)
+    latest = created + 1 if isinstance(created, int) else created
+    return datetime.fromtimestamp(latest, timezone.utc)
 
 
 def status_from_summary(summary: Mapping[str, Any], *, start_grace: float) -> JobStatus:
