@@ -11,6 +11,7 @@ later can say they may be incomplete (see :meth:`DockerConnection.may_have_misse
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -18,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import docker
 import docker.constants
 import docker.errors
@@ -43,6 +45,8 @@ __all__ = ["DockerConnection", "secret_values"]
 _OUTAGES_KEPT = 1000
 _HEALTH_TIMEOUT = 5.0
 _DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+# The ping's Server header: "Docker/20.10.24+dfsg1 (linux)".
+_ENGINE = re.compile(r"Docker/(\S+)")
 
 
 def secret_values(data: Mapping[str, Any]) -> list[str]:
@@ -95,27 +99,39 @@ class DockerConnection(ExecutorBase):
 
     def _client(self, *, probe_timeout: float | None = None) -> docker.APIClient:
         """Return the API client, connecting (and learning the API version) on first use."""
+        return self._connect(probe_timeout)[0]
+
+    def _connect(self, probe_timeout: float | None) -> tuple[docker.APIClient, _Ping | None]:
+        """Return the API client, and the ping that opened it when this call did.
+
+        One ``/_ping`` both proves the daemon there and names its API version (the
+        ``Api-Version`` header, as the docker CLI negotiates it); only a daemon whose
+        ping lacks the header is asked ``/version``.
+        """
         with self._lock:
             if self._api is not None:
-                return self._api
+                return self._api, None
             timeout = probe_timeout or self._settings.timeout
             with self._translated("connect"):
                 self._check_socket()
                 probe = self._new_client(docker.constants.MINIMUM_DOCKER_API_VERSION, timeout)
                 try:
-                    response = probe.get(f"{probe.base_url}/version", timeout=timeout)
-                    response.raise_for_status()
-                    api_version = response.json().get("ApiVersion")
+                    ping = _ping(probe, timeout)
+                    api_version = ping.api_version
+                    if not api_version:
+                        response = probe.get(f"{probe.base_url}/version", timeout=timeout)
+                        response.raise_for_status()
+                        api_version = response.json().get("ApiVersion")
                 finally:
                     probe.close()
             if not isinstance(api_version, str) or not api_version:
                 raise ExecutorError(
                     f"connect: {self._where} does not look like a Docker daemon "
-                    "(its /version has no ApiVersion)",
+                    "(neither its /_ping nor its /version names an API version)",
                     executor=self.name,
                 )
             self._api = self._new_client(api_version, self._settings.timeout)
-            return self._api
+            return self._api, ping
 
     def _check_socket(self) -> None:
         """Fail fast (and without leaking a socket in docker-py) when no daemon socket exists."""
@@ -260,24 +276,28 @@ class DockerConnection(ExecutorBase):
                     raise
 
     def health(self) -> Health:
-        """Ping the daemon with a short timeout; report latency and the engine version."""
+        """Ping the daemon with a short timeout; report latency and the engine version.
+
+        The first call's ping is the one that opens the connection; the engine version
+        comes from the ping's ``Server`` header (``/version`` only when it has none).
+        """
         timeout = min(self._settings.timeout, _HEALTH_TIMEOUT)
         started = time.perf_counter()
         try:
-            api = self._client(probe_timeout=timeout)
+            api, ping = self._connect(timeout)
             with self._translated("ping"):
-                started = time.perf_counter()
-                ping = api.get(f"{api.base_url}/_ping", timeout=timeout)
-                ping.raise_for_status()
-                latency = time.perf_counter() - started
-                version = api.get(f"{api.base_url}/version", timeout=timeout)
-                version.raise_for_status()
-                engine = version.json().get("Version")
+                if ping is None:
+                    ping = _ping(api, timeout)
+                engine = ping.engine
+                if engine is None:
+                    version = api.get(f"{api.base_url}/version", timeout=timeout)
+                    version.raise_for_status()
+                    engine = version.json().get("Version")
         except (ExecutorError, ValueError) as exc:
             return Health(healthy=False, latency=time.perf_counter() - started, detail=str(exc))
         return Health(
             healthy=True,
-            latency=latency,
+            latency=ping.latency,
             detail=f"{self._where} answered",
             version=str(engine) if engine else None,
         )
@@ -288,3 +308,26 @@ class DockerConnection(ExecutorBase):
             api, self._api = self._api, None
         if api is not None:
             api.close()
+
+
+@attrs.frozen
+class _Ping:
+    """What one ``/_ping`` told: its round trip, the API version, the engine version."""
+
+    latency: float
+    api_version: str | None
+    engine: str | None
+
+
+def _ping(api: docker.APIClient, timeout: float) -> _Ping:
+    """GET ``/_ping``; raise for an error status, as docker-py does for its own calls."""
+    started = time.perf_counter()
+    response = api.get(f"{api.base_url}/_ping", timeout=timeout)
+    latency = time.perf_counter() - started
+    response.raise_for_status()
+    server = _ENGINE.match(response.headers.get("Server", ""))
+    return _Ping(
+        latency=latency,
+        api_version=response.headers.get("Api-Version") or None,
+        engine=server.group(1) if server else None,
+    )

@@ -98,9 +98,10 @@ class ContainerLauncher(ManagedContainers):
             raise LaunchError(f"launch expects a JobSpec, got {type(job).__name__}")
         try:
             api = self._client()
-            self._ensure_image(api, job)
+            if self._settings.pull_policy == "always":
+                self._pull(api, job)
             with self._job_lock(job.job_id):
-                return self._launch(api, job)
+                return self._launch_pulling(api, job)
         except (LaunchError, TransientExecutorError) as exc:
             if exc.job_id is None:
                 exc.job_id = job.job_id
@@ -108,7 +109,27 @@ class ContainerLauncher(ManagedContainers):
         except ExecutorError as exc:
             raise LaunchError(str(exc), executor=self.name, job_id=job.job_id) from None
 
-    def _launch(self, api: docker.APIClient, job: JobSpec) -> Execution:
+    def _launch_pulling(self, api: docker.APIClient, job: JobSpec) -> Execution:
+        """Launch; when the daemon has no such image, pull it (per policy) and launch again."""
+        execution = self._launch(api, job)
+        if execution is None:
+            self._image_missing(api, job)
+            execution = self._launch(api, job)
+        if execution is None:
+            raise LaunchError(
+                f"image {job.image!r} is still missing on {self._where} after it was pulled",
+                executor=self.name,
+                job_id=job.job_id,
+            )
+        return execution
+
+    def _launch(self, api: docker.APIClient, job: JobSpec) -> Execution | None:
+        """Create and start the job's container; None when the daemon has no such image.
+
+        The image is not looked up first: the create says when it is missing (as
+        the docker CLI learns it), which spares every launch of a present image a
+        round trip.
+        """
         name = container_name(job.job_id)
         spec = container_spec(api, job, self._settings)
         deadline = time.monotonic() + self._settings.timeout
@@ -125,6 +146,8 @@ class ContainerLauncher(ManagedContainers):
                 with self._translated(f"create container {name}", job=job, launching=True):
                     try:
                         container_id = str(api.create_container(name=name, **spec)["Id"])
+                    except docker.errors.ImageNotFound:
+                        return None
                     except docker.errors.APIError as exc:
                         if api_status(exc) != 409:
                             raise
@@ -369,23 +392,18 @@ class ContainerLauncher(ManagedContainers):
             return exc
         return None
 
-    def _ensure_image(self, api: docker.APIClient, job: JobSpec) -> None:
-        policy = self._settings.pull_policy
-        if policy != "always":
-            with self._translated(f"inspect image {job.image}", job=job, launching=True):
-                try:
-                    api.inspect_image(job.image)
-                except docker.errors.NotFound:
-                    pass
-                else:
-                    return
-            if policy == "never":
-                raise LaunchError(
-                    f"image {job.image!r} is not present on {self._where} and pull_policy "
-                    "is 'never'; pull it first or use 'if-not-present'",
-                    executor=self.name,
-                    job_id=job.job_id,
-                )
+    def _image_missing(self, api: docker.APIClient, job: JobSpec) -> None:
+        """The create found no image: pull it, or refuse under ``pull_policy="never"``."""
+        if self._settings.pull_policy == "never":
+            raise LaunchError(
+                f"image {job.image!r} is not present on {self._where} and pull_policy "
+                "is 'never'; pull it first or use 'if-not-present'",
+                executor=self.name,
+                job_id=job.job_id,
+            )
+        self._pull(api, job)
+
+    def _pull(self, api: docker.APIClient, job: JobSpec) -> None:
         with self._translated(f"pull {job.image}", job=job, launching=True):
             pull_image(
                 api,
