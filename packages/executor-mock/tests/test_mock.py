@@ -347,6 +347,44 @@ def test_stream_logs_waits_for_the_end(executor: MockExecutor, clock: ManualCloc
     assert clock.time() == T0 + 10
 
 
+def test_stream_logs_stops_at_the_timeout_for_its_enforcer(clock: ManualClock) -> None:
+    executor = MockExecutor(clock=clock)
+    endless = JobSpec(
+        "busybox", timeout=5, labels={"mock.duration": "3600", "mock.stdout": "partial\n"}
+    )
+    execution = executor.launch(endless)
+    seen: list[float] = []
+
+    def enforcer() -> None:  # what a Runner's sweep does at the deadline
+        while clock.time() < T0 + 5:
+            threading.Event().wait(0.01)
+        seen.append(clock.time())
+        executor.cancel(execution)
+
+    thread = threading.Thread(target=enforcer)
+    thread.start()
+    lines = [line.text for line in executor.stream_logs(execution)]
+    thread.join(5)
+    assert seen == [T0 + 5]  # the stream did not jump past the timeout
+    assert lines == ["partial"]
+    status = executor.status(execution)
+    assert status.state is JobState.CANCELLED
+    assert status.finished_at == datetime.fromtimestamp(T0 + 5, timezone.utc)
+
+
+def test_stream_logs_goes_on_when_nobody_enforces_the_timeout(
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jobrelay_mock._executor.TIMEOUT_GRACE", 0.05)
+    executor = MockExecutor(clock=clock)
+    execution = executor.launch(
+        JobSpec("busybox", timeout=5, labels={"mock.duration": "60", "mock.stdout": "all\n"})
+    )
+    assert [line.text for line in executor.stream_logs(execution)] == ["all"]
+    assert clock.time() == T0 + 60
+    assert executor.status(execution).state is JobState.SUCCEEDED
+
+
 def test_logs_tail_and_unsplit(clock: ManualClock) -> None:
     labels = {"mock.stdout": "1\n2\n3\n", "mock.stderr": "x\ny\n"}
     split = MockExecutor(clock=clock)

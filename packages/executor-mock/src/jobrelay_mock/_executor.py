@@ -35,6 +35,9 @@ from jobrelay.backend import ExecutorBase, duration_of, make_result
 __all__ = ["MockEvent", "MockExecutor", "MockOutcome"]
 
 _UTC = timezone.utc
+# Real seconds ``stream_logs`` waits at a job's timeout for whoever enforces it (a
+# Runner) to cancel the job, before the job runs on to its scripted end.
+TIMEOUT_GRACE = 5.0
 
 
 def _transient_failures(value: object) -> int:
@@ -227,6 +230,7 @@ class MockExecutor(ExecutorBase):
         self._attempts: dict[str, int] = {}
         self._counter = 0
         self._lock = threading.Lock()
+        self._cancels = threading.Condition()
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -363,12 +367,17 @@ class MockExecutor(ExecutorBase):
         return Logs(_lines(out, tail), _lines(err, tail))
 
     def stream_logs(self, execution: Execution) -> Iterator[LogLine]:
-        """Wait (on simulated time) for the end, then yield the output lines."""
+        """Wait (on simulated time) for the end, then yield the output lines.
+
+        A job that would run past its ``timeout`` is waited for up to the timeout;
+        there the wait gives whoever enforces it (a Runner) :data:`TIMEOUT_GRACE`
+        real seconds to cancel the job, then goes on to the scripted end.
+        """
         self.events.append(MockEvent("stream_logs", execution.job_id, execution.execution_id))
         record = self._lookup(execution)
         if record is None:
             return
-        self._wait(record)
+        self._wait(record, stop_at_timeout=True)
         streams: list[tuple[Literal["stdout", "stderr"], str]] = [
             ("stdout", record.outcome.stdout),
             ("stderr", record.outcome.stderr),
@@ -377,9 +386,23 @@ class MockExecutor(ExecutorBase):
             for line in text.splitlines():
                 yield LogLine("stdout" if not self.log_split else stream, line)
 
-    def _wait(self, record: _Record) -> None:
+    def _wait(self, record: _Record, *, stop_at_timeout: bool = False) -> None:
+        """Advance the clock to the job's end (and first to its timeout, if asked).
+
+        A follower of the output (``stream_logs``) must not jump past the job's
+        ``timeout``: whoever enforces it could never stop the job. It stops there and
+        gives the enforcer up to :data:`TIMEOUT_GRACE` real seconds to cancel.
+        """
         outcome = record.outcome
-        remaining = record.started + outcome.pending + outcome.duration - self.clock.time()
+        start = record.started + outcome.pending
+        limit = record.job.timeout
+        if stop_at_timeout and limit is not None and outcome.duration > limit:
+            remaining = start + limit - self.clock.time()
+            if remaining > 0 and record.cancelled_at is None:
+                self.clock.sleep(remaining)
+            with self._cancels:
+                self._cancels.wait_for(lambda: record.cancelled_at is not None, TIMEOUT_GRACE)
+        remaining = start + outcome.duration - self.clock.time()
         if remaining > 0 and record.cancelled_at is None:
             self.clock.sleep(remaining)
 
@@ -419,7 +442,9 @@ class MockExecutor(ExecutorBase):
             return
         now = self.clock.time()
         if not self._state(record, now).is_terminal:
-            record.cancelled_at = now
+            with self._cancels:
+                record.cancelled_at = now
+                self._cancels.notify_all()
 
     def cleanup(self, execution: Execution) -> None:
         """Forget the execution (its status becomes ``LOST``). Idempotent."""
