@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata as importlib_metadata
 import json
 import logging
 import subprocess
@@ -9,7 +10,6 @@ import sys
 import textwrap
 from typing import Any
 
-import importlib_metadata
 import pytest
 
 from conftest import Site

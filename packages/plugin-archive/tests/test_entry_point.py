@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata as importlib_metadata
 import json
 import os
 import shutil
@@ -10,7 +11,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import importlib_metadata
 import pytest
 
 import jobrelay_archive

@@ -1,6 +1,6 @@
 """``python -m jobrelay``: the command line."""
 
-from jobrelay._cli import main
+from jobrelay._cli import command
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    command()

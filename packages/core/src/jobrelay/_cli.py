@@ -12,12 +12,15 @@ stay quiet unless ``--debug``.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from typing import IO
+from typing import IO, NoReturn
 
 from jobrelay._cli_args import UsageError, build_parser
 from jobrelay._cli_signals import Interrupted
@@ -31,7 +34,7 @@ from jobrelay.errors import (
     SpecError,
 )
 
-__all__ = ["main"]
+__all__ = ["command", "exit_now", "main"]
 
 EXIT_USAGE = 2
 _USAGE_ERRORS = (SpecError, ConfigError, RuleError, ExecutorNotFoundError, ExecutorLoadError)
@@ -113,3 +116,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(--debug shows the traceback)\n"
         )
         return 1
+
+
+def command() -> NoReturn:
+    """The ``jobrelay`` executable: run :func:`main` on ``sys.argv``, then exit fast."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code``, as Python's own exit does, minus the module teardown.
+
+    With docker-py and its HTTP stack loaded, tearing down every module at exit takes
+    longer than a short job's whole bookkeeping (70 ms here). What matters of the
+    exit still happens, in Python's order: if a non-daemon thread still runs, this
+    is the ordinary ``sys.exit`` (which waits for it); otherwise the ``atexit``
+    handlers run (plugins flush their archives and telemetry there, logging shuts
+    down), stdout and stderr are flushed, and only then the process ends.
+    """
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # noqa: SLF001 - what interpreter exit calls, exactly
+    flushed = [_flushed(stream) for stream in (sys.stdout, sys.stderr)]
+    os._exit(code if all(flushed) else code or 1)
+
+
+def _flushed(stream: IO[str]) -> bool:
+    try:
+        stream.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said
+        return False
+    return True

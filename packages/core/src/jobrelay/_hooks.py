@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata as importlib_metadata
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import importlib_metadata
 import pluggy
 
 from jobrelay import hookspecs

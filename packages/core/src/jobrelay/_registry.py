@@ -9,13 +9,13 @@ that name alone; the others keep working.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata as importlib_metadata
 import logging
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import importlib_metadata
 
 from jobrelay.errors import ConfigError, ExecutorLoadError, ExecutorNotFoundError
 

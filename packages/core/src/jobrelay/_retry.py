@@ -1,4 +1,8 @@
-"""Retrying transient backend errors, with tenacity kept behind our own policy object."""
+"""Retrying transient backend errors, with tenacity kept behind our own policy object.
+
+tenacity is imported at the first retry: a call that succeeds at once (nearly every
+launch) never needs it, and a one-job command does not pay for importing it.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
-import tenacity
 
 from jobrelay.errors import TransientExecutorError
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["RetryPolicy", "is_testing", "set_testing"]
 
@@ -42,6 +48,8 @@ def is_testing() -> bool:
 
 def _sleep(seconds: float) -> None:
     if not _testing.is_set():
+        import tenacity  # noqa: PLC0415 - see the module docstring
+
         tenacity.nap.sleep(seconds)
 
 
@@ -92,6 +100,7 @@ class RetryPolicy:
             if self.attempts == 1 or time.monotonic() >= deadline:
                 raise
             logger.warning("transient error, retrying: %s", first)
+        import tenacity  # noqa: PLC0415 - see the module docstring
 
         def sleep(seconds: float) -> None:
             _sleep(min(seconds, max(0.0, deadline - time.monotonic())))
