@@ -234,6 +234,7 @@ def spec_kwargs(draw: st.DrawFn) -> dict[str, Any]:
         "preferred_executor": st.sampled_from(["mock", "docker", "fargate"]),
         "metadata": st.dictionaries(st.text(max_size=5), st.integers()),
         "max_retries": st.integers(0, 5),
+        "stdin": st.booleans(),
     }
     for key, strategy in optional.items():
         if draw(st.booleans()):
@@ -274,6 +275,7 @@ SPEC_FIELDS = (
     "preferred_executor",
     "metadata",
     "max_retries",
+    "stdin",
 )
 
 

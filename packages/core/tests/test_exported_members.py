@@ -42,6 +42,7 @@ JOBRELAY = [
     "Executor",
     "ExecutorInfo",
     "ManagedLister",
+    "StdinFeeder",
     "available_executors",
     "describe_executors",
     "get_executor",

@@ -220,17 +220,40 @@ def test_user_runs_as(config: Path, job_ids: list[str]) -> None:
     assert proc.stdout == "65534\n"
 
 
-def test_stdin_goes_to_the_job_or_is_said(config: Path, job_ids: list[str]) -> None:
+def test_stdin_goes_to_the_job(config: Path, job_ids: list[str], tmp_path: Path) -> None:
     job_ids.append(job_id := new_id())
     proc = jobrelay(
         "run", "--config", str(config), "--job-id", job_id, IMAGE, "cat", input_text="hi\n"
     )
     assert proc.returncode == 0, proc.stderr
-    if callable(getattr(DockerExecutor, "send_stdin", None)):
-        assert proc.stdout == "hi\n"
-    else:
-        assert proc.stdout == ""
-        assert f"stdin is not passed to job 'busybox': the {EXECUTOR} executor" in (proc.stderr)
+    assert proc.stdout == "hi\n"
+    assert [line for line in jobrelay_lines(proc.stderr) if "warning" in line] == []
+    # As a user types it, from a shell pipe, with the default docker executor.
+    job_ids.append(job_id := new_id())
+    with subprocess.Popen(["echo", "hi"], stdout=subprocess.PIPE) as echo:
+        piped = subprocess.run(
+            [sys.executable, "-m", "jobrelay", "run", "--executor", "docker", "--pull", "never",
+             "--job-id", job_id, IMAGE, "--", "cat"],
+            stdin=echo.stdout, capture_output=True, text=True, timeout=60, check=False, env=_env(),
+        )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == "hi\n"
+    assert jobrelay_lines(piped.stderr) == [
+        f"jobrelay: job 'busybox' succeeded (exit 0) on docker [{piped.stderr.split('[')[1][:12]}]"
+    ]
+    # A file on stdin: a mebibyte arrives whole.
+    source = tmp_path / "input.bin"
+    source.write_bytes(bytes(range(256)) * 4096)
+    job_ids.append(job_id := new_id())
+    with source.open("rb") as stdin:
+        counted = subprocess.run(
+            [sys.executable, "-m", "jobrelay", "run", "--config", str(config), "--quiet",
+             "--job-id", job_id, IMAGE, "--", "wc", "-c"],
+            stdin=stdin, capture_output=True, text=True, timeout=60, check=False, env=_env(),
+        )  # fmt: skip
+    assert counted.returncode == 0, counted.stderr
+    assert counted.stdout.strip() == str(1024 * 1024)
+    assert counted.stderr == ""
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         CostEstimator,
         Executor,
         ManagedLister,
+        StdinFeeder,
     )
     from jobrelay._registry import (
         ExecutorInfo,
@@ -126,6 +127,7 @@ _LAZY = {
     "RoutingRule": "jobrelay._router",
     "Rule": "jobrelay._rules",
     "Runner": "jobrelay._runner",
+    "StdinFeeder": "jobrelay._protocol",
     "SystemClock": "jobrelay._clock",
     "available_executors": "jobrelay._registry",
     "compile_rule": "jobrelay._rules",
@@ -200,6 +202,7 @@ __all__ = [
     "RuleError",
     "Runner",
     "SpecError",
+    "StdinFeeder",
     "SystemClock",
     "TransientExecutorError",
     "available_executors",

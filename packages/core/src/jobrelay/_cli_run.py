@@ -22,11 +22,13 @@ from jobrelay._cli_setup import (
 )
 from jobrelay._cli_signals import Interrupted, SignalGuard
 from jobrelay._cli_text import failure_text, one_line, secret_scrubber
-from jobrelay._models import JobResult, JobState, JobStatus
+from jobrelay._models import Execution, JobResult, JobState, JobStatus
+from jobrelay._protocol import StdinFeeder
 from jobrelay._runner import Runner
 from jobrelay.errors import JobrelayError
 
 if TYPE_CHECKING:
+    from jobrelay._protocol import Executor
     from jobrelay._runner import JobHandle
     from jobrelay._scrub import Scrubber
     from jobrelay._spec import JobSpec
@@ -73,18 +75,35 @@ def _stdin_chunks() -> Iterator[bytes]:
         yield chunk
 
 
-def _pass_stdin(executor: Any, execution: Any, job: JobSpec, err: IO[str]) -> None:
+def _pass_stdin(
+    executor: Executor, execution: Execution, job: JobSpec, err: IO[str], scrub: Scrubber
+) -> None:
     """Feed our stdin to the job where the executor can take it; otherwise say so."""
-    send = getattr(executor, "send_stdin", None)
-    if callable(send) and getattr(executor.capabilities(), "stdin", False):
+    if isinstance(executor, StdinFeeder) and executor.capabilities().stdin:
         threading.Thread(
-            target=send, args=(execution, _stdin_chunks()), name="jobrelay-stdin", daemon=True
+            target=_send_stdin,
+            args=(executor, execution, job, err, scrub),
+            name="jobrelay-stdin",
+            daemon=True,
         ).start()
         return
     err.write(
         f"jobrelay: warning: stdin is not passed to job {job.name!r}: the "
         f"{execution.executor} executor cannot attach input to a job\n"
     )
+
+
+def _send_stdin(
+    feeder: StdinFeeder, execution: Execution, job: JobSpec, err: IO[str], scrub: Scrubber
+) -> None:
+    """Send our stdin to the job; a failure is one warning line (the job then reads EOF)."""
+    try:
+        feeder.send_stdin(execution, _stdin_chunks())
+    except (JobrelayError, OSError) as exc:
+        err.write(
+            f"jobrelay: warning: stdin of job {job.name!r} was cut short: "
+            f"{one_line(str(exc), scrub)}\n"
+        )
 
 
 def _preload_plugins(router: Any) -> None:
@@ -122,7 +141,7 @@ def _follow(
     if execution is not None and handle.job is not None:
         executor = runner.router.executor(execution.executor)
         if stdin:
-            _pass_stdin(executor, execution, handle.job, err)
+            _pass_stdin(executor, execution, handle.job, err, scrub)
         if executor.capabilities().log_streaming and not handle.done():
             try:
                 for line in executor.stream_logs(execution):
@@ -192,9 +211,9 @@ def _report(
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
     """Run one job; return the exit code (see the module docstring)."""
-    job = job_from_args(args)
-    scrub = secret_scrubber(argv, [job])
     stdin = stdin_has_input()
+    job = job_from_args(args, stdin=stdin)
+    scrub = secret_scrubber(argv, [job])
     router = build_router(args, err)
     guard = SignalGuard(lambda name: f"jobrelay: {name}: cancelling job {job.name!r}\n")
     with router, guard:

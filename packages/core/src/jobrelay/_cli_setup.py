@@ -56,8 +56,11 @@ def is_launch_failure(result: JobResult) -> bool:
 # -- the job ----------------------------------------------------------------------
 
 
-def job_from_args(args: argparse.Namespace) -> JobSpec:
-    """Build the job of ``run``/``route`` from its flags (``SpecError`` names the field)."""
+def job_from_args(args: argparse.Namespace, *, stdin: bool = False) -> JobSpec:
+    """Build the job of ``run``/``route`` from its flags (``SpecError`` names the field).
+
+    ``stdin``: the job's standard input stays open for input (``run`` with a pipe).
+    """
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -74,6 +77,7 @@ def job_from_args(args: argparse.Namespace) -> JobSpec:
         "timeout": args.timeout,
         "working_dir": args.workdir,
         "entrypoint": args.entrypoint,
+        "stdin": stdin,
     }
     if args.name:
         fields["name"] = args.name

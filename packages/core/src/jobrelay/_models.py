@@ -206,6 +206,9 @@ class Capabilities:
         platform_retries: the backend retries a failed task itself
             (``JobSpec.max_retries`` is passed to it); otherwise a Runner relaunches.
         cost_estimate: the executor has ``estimate_cost()`` (see ``CostEstimator``).
+        stdin: the executor can feed input to a job started with
+            ``JobSpec(stdin=True)``, through ``send_stdin(execution, chunks)`` (see
+            ``StdinFeeder``).
     """
 
     max_cpu: float | None = None
@@ -221,6 +224,7 @@ class Capabilities:
     list_managed: bool = False
     platform_retries: bool = False
     cost_estimate: bool = False
+    stdin: bool = False
 
     @property
     def gpu(self) -> bool:

@@ -18,7 +18,14 @@ from jobrelay._models import (
 )
 from jobrelay._spec import JobSpec
 
-__all__ = ["REQUIRED_METHODS", "CostEstimator", "Executor", "ManagedLister", "missing_methods"]
+__all__ = [
+    "REQUIRED_METHODS",
+    "CostEstimator",
+    "Executor",
+    "ManagedLister",
+    "StdinFeeder",
+    "missing_methods",
+]
 
 REQUIRED_METHODS = (
     "launch",
@@ -161,4 +168,34 @@ class CostEstimator(Protocol):
 
     def estimate_cost(self, job: JobSpec, duration_seconds: float) -> Cost | None:
         """Return what ``job`` costs for ``duration_seconds``, or None if it cannot be priced."""
+        ...
+
+
+@runtime_checkable
+class StdinFeeder(Protocol):
+    r"""Optional extra: executors that can feed input to a job. Announced by ``Capabilities.stdin``.
+
+    Only a job launched with ``JobSpec(stdin=True)`` has a standard input to feed; it
+    reads what ``send_stdin`` writes, then end-of-file. Until then it waits for input,
+    so whoever launches such a job should send it (an empty ``chunks`` is fine).
+
+    Example::
+
+        job = JobSpec("busybox", "wc -c", stdin=True)
+        execution = executor.launch(job)
+        if isinstance(executor, StdinFeeder) and executor.capabilities().stdin:
+            executor.send_stdin(execution, [b"hello\n", b"world\n"])
+        print(executor.harvest(execution).logs.stdout)  # 12
+    """
+
+    def send_stdin(self, execution: Execution, chunks: Iterable[bytes]) -> None:
+        """Write every chunk to the job's standard input, then close it (the job reads EOF).
+
+        Returns when all of it was handed over, or when the job ended before taking
+        it all (what it did not read is dropped, as in a shell pipeline). A job's
+        input can be sent once.
+
+        Raises:
+            ExecutorError: no such job, or it was not launched with ``stdin=True``.
+        """
         ...

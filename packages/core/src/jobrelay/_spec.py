@@ -330,6 +330,12 @@ def _max_retries(value: object) -> int:
     return value
 
 
+def _stdin(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError("stdin", f"must be True or False, got {_shown(value)}")
+    return value
+
+
 def _default_name(image: str) -> str:
     match = _IMAGE_RE.fullmatch(image)
     repository = match["name"] if match else image
@@ -379,6 +385,10 @@ class JobSpec:
         preferred_executor: executor to use when it is available.
         metadata: free mapping for your own use (routing rules can read it).
         max_retries: platform-side retries of a failed task, where the backend has them.
+        stdin: keep the job's standard input open for the input given through the
+            executor's ``send_stdin`` (see :class:`~jobrelay.StdinFeeder`); the job
+            reads it until the sender closes it. Executors without
+            ``Capabilities.stdin`` ignore it, and the job reads end-of-file.
     """
 
     image: str = attrs.field(converter=_image)
@@ -408,6 +418,7 @@ class JobSpec:
     )
     metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_metadata, kw_only=True)
     max_retries: int = attrs.field(default=0, converter=_max_retries, kw_only=True)
+    stdin: bool = attrs.field(default=False, converter=_stdin, kw_only=True)
 
     def __hash__(self) -> int:
         # Equal specs share a job_id, so hashing the idempotency key agrees with ==;
@@ -443,4 +454,5 @@ JobSpec.__init__.__annotations__.update(
     preferred_executor="str | None",
     metadata="Mapping[str, Any] | None",
     max_retries="int",
+    stdin="bool",
 )

@@ -60,6 +60,7 @@ def container_spec(api: Any, job: JobSpec, settings: Settings) -> dict[str, Any]
     Command and entrypoint go as argument lists, never through a shell; env values
     travel as JSON strings, so quotes and spaces arrive intact. Memory is a hard
     limit with no extra swap; CPU is a nano-CPU quota; GPUs are device requests.
+    A job with ``stdin=True`` gets an open stdin, closed after one attach.
     """
     resources = job.resources
     memory, nano_cpus = _limits(job, settings)
@@ -82,9 +83,13 @@ def container_spec(api: Any, job: JobSpec, settings: Settings) -> dict[str, Any]
         "working_dir": job.working_dir,
         "labels": container_labels(job, settings),
         "host_config": host_config,
-        "detach": True,
+        # A job with stdin keeps it open until the first attach ends (StdinOnce), so
+        # the job reads EOF after its input. docker-py writes StdinOnce only for a
+        # non-detached create, where "detach" sets nothing else but the Attach*
+        # fields: hints for the docker CLI, which the daemon ignores.
+        "detach": not job.stdin,
         "tty": False,
-        "stdin_open": False,
+        "stdin_open": job.stdin,
         "stop_timeout": settings.stop_grace,
         "user": settings.user,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -38,6 +39,7 @@ from jobrelay_docker._state import (
     status_from_inspect,
     status_from_summary,
 )
+from jobrelay_docker._stdin import StreamSocket, stdin_socket, write_chunk
 
 __all__ = ["DockerExecutor"]
 
@@ -46,6 +48,10 @@ logger = logging.getLogger("jobrelay.docker")
 _FINISHED = frozenset({"exited", "dead", "removing"})
 _MIB = 1024 * 1024
 _SECONDS_PER_HOUR = Decimal(3600)
+
+
+def _finished(data: Mapping[str, Any]) -> bool:
+    return (data.get("State") or {}).get("Status") in _FINISHED
 
 
 def _lost(reason: str = "no such container") -> JobStatus:
@@ -241,6 +247,73 @@ class DockerExecutor(ContainerLauncher):
         with self._translated(action):
             yield from follow_logs(self._client(), execution.execution_id)
 
+    # -- stdin ----------------------------------------------------------------------
+
+    def send_stdin(self, execution: Execution, chunks: Iterable[bytes]) -> None:
+        """Write every chunk to the job's stdin, then close it: the job reads EOF.
+
+        The job must have been launched with ``JobSpec(stdin=True)``. Until input
+        is sent it waits for it: ``cat`` reads until someone attaches and closes,
+        for ever if nobody does (but for the job's ``timeout``), so whoever
+        launches such a job sends its input, if only ``[]``; a job that does not
+        read its stdin is not held up. The container's stdin closes when the first
+        ``send_stdin`` ends, so a job's input is sent once.
+
+        Every socket operation has ``timeout`` as its deadline. A write the job does
+        not take within it is retried while the job runs, as a pipe waits for its
+        reader; a job that ended before it read everything has the rest dropped
+        (like ``yes | head -1``), and this returns normally.
+
+        Raises:
+            ExecutorError: no such jobrelay container, or it has no open stdin.
+            TransientExecutorError: the daemon stopped answering.
+            TypeError: a chunk is not bytes.
+        """
+        container_id = execution.execution_id
+        data = self._require(execution)
+        if not (data.get("Config") or {}).get("OpenStdin"):
+            raise ExecutorError(
+                f"send_stdin: job {execution.job_id} was not launched with "
+                f"JobSpec(stdin=True), so container {container_id} has no stdin to write to",
+                executor=self.name,
+                job_id=execution.job_id,
+            )
+        if _finished(data):
+            return
+        secrets = secret_values(data)
+        with contextlib.ExitStack() as attached:
+            with self._translated(f"attach to stdin of container {container_id}", secrets=secrets):
+                try:
+                    sock = attached.enter_context(
+                        stdin_socket(self._client(), container_id, self._settings.timeout)
+                    )
+                except (requests.exceptions.ReadTimeout, docker.errors.NotFound):
+                    # It ended since: the daemon holds an attach to an exited
+                    # container without answering, and a removed one is not found.
+                    if self._has_ended(container_id):
+                        return
+                    raise
+            self._write_all(sock, container_id, chunks, secrets)
+
+    def _write_all(
+        self, sock: StreamSocket, container_id: str, chunks: Iterable[bytes], secrets: list[str]
+    ) -> None:
+        """Write the chunks, then half-close; stop early if the job ended."""
+        action = f"write to stdin of container {container_id}"
+        # Our input (the chunks) is read outside the translation: an OSError there
+        # is the caller's, not the daemon's.
+        for index, chunk in enumerate(chunks):
+            with self._translated(action, secrets=secrets):
+                if not write_chunk(sock, index, chunk, ended=lambda: self._has_ended(container_id)):
+                    return
+        with self._translated(action, secrets=secrets):
+            sock.shutdown(socket.SHUT_WR)
+
+    def _has_ended(self, container_id: str) -> bool:
+        """True when the container is gone or finished (a created one may yet start)."""
+        data = self._inspect(container_id)
+        return data is None or _finished(data)
+
     # -- harvest, cancel, cleanup -----------------------------------------------------
 
     def harvest(self, execution: Execution) -> JobResult:
@@ -428,6 +501,7 @@ class DockerExecutor(ContainerLauncher):
             list_managed=True,
             platform_retries=False,
             cost_estimate=True,
+            stdin=True,
         )
         if info:
             self._capabilities = capabilities
