@@ -191,12 +191,17 @@ def build_router(
             err.write(f"jobrelay: no {where}: using the {name} executor{note}\n")
     load_executor_class(name)  # an unknown or broken executor is a usage error, now
     entries = _apply_settings({name: {"type": name}}, settings)
-    return Router(
+    router = Router(
         entries,
         default=name,
         unhealthy_wait=unhealthy_wait,
         clock=_simulated_if_mock_only(entries),
     )
+    # The one executor is made now (no executor touches the network in its
+    # constructor): a bad setting (`--volume nocolon`) is a usage error, exit 2,
+    # rather than a launch that failed.
+    router.executor(name)
+    return router
 
 
 def _simulated_if_mock_only(entries: Mapping[str, Any]) -> Clock | None:
