@@ -1,9 +1,10 @@
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import attrs
 import pytest
 
-from jobrelay import Execution, JobSpec
+from jobrelay import Capabilities, Execution, JobSpec
 from jobrelay.testing import ERR_MARKER, FAIL_EXIT_CODE, OUT_MARKER, ExecutorConformance, Scenario
 from jobrelay_mock import MockExecutor
 
@@ -42,3 +43,13 @@ class TestMockConformanceUnsplit(TestMockConformance):
     def executor(self) -> Iterator[MockExecutor]:
         with MockExecutor(log_split=False) as executor:
             yield executor
+
+
+class _ClaimsStdin(MockExecutor):
+    def capabilities(self) -> Capabilities:
+        return attrs.evolve(super().capabilities(), stdin=True)
+
+
+def test_the_kit_refuses_stdin_claimed_without_send_stdin() -> None:
+    with _ClaimsStdin() as executor, pytest.raises(AssertionError, match="send_stdin"):
+        TestMockConformance().test_capabilities(executor)

@@ -62,7 +62,7 @@ import pytest
 
 from jobrelay import labels as jr_labels
 from jobrelay._models import Capabilities, Execution, JobResult, JobState, JobStatus
-from jobrelay._protocol import Executor, ManagedLister
+from jobrelay._protocol import Executor, ManagedLister, StdinFeeder
 from jobrelay._spec import JobSpec
 
 __all__ = [
@@ -479,6 +479,11 @@ class ExecutorConformance:
         caps = executor.capabilities()
         assert isinstance(caps, Capabilities)
         assert caps.list_managed == isinstance(executor, ManagedLister)
+        if caps.stdin:
+            assert isinstance(executor, StdinFeeder), (
+                "capabilities().stdin is True, so the executor must have "
+                "send_stdin(execution, chunks)"
+            )
 
     def test_health(self, executor: Executor) -> None:
         health = executor.health()
