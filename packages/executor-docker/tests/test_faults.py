@@ -218,12 +218,13 @@ def judge_result(result: JobResult, index: int, events: EventLog) -> str:
         right_state = JobState.SUCCEEDED if expected == 0 else JobState.FAILED
         complete = logs.stdout == f"begin-{index}\nend-{index}\n"
         return "correct" if state is right_state and (complete or logs.truncated) else "lost"
-    if code == 137:
-        # Killed by the daemon's restart (no live restore): it never said end, and
-        # the daemon cannot vouch for its logs.
-        killed = state is JobState.FAILED and f"end-{index}" not in logs.stdout
-        return "correct" if killed and logs.truncated else "lost"
-    return "lost"
+    # Killed by the daemon's restart (no live restore), 137; or ended early by the
+    # daemon going down under it with another code (seen once: started as a SIGTERM'd
+    # daemon shut down, exit 2 within 0.1 s, no output), the code its own die event
+    # has. Either way it never said end, and the logs say they cannot be vouched for.
+    ended_by_daemon = code == 137 or (code is not None and code == died_with)
+    killed = state is JobState.FAILED and f"end-{index}" not in logs.stdout and logs.truncated
+    return "correct" if ended_by_daemon and killed else "lost"
 
 
 def error_of(handle: JobHandle) -> BaseException | None:
