@@ -5,11 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, StatusCode, TraceState
+from opentelemetry.util.types import Attributes
 
 from conftest import Telemetry, key, make_router
 from jobrelay import (
@@ -278,6 +286,51 @@ def test_reattached_executions_get_a_span(telemetry: Telemetry, clock: ManualClo
     assert attrs_of(span)["jobrelay.execution.id"] == orphan.execution_id
     assert attrs_of(span)["jobrelay.job.state"] == "succeeded"
     assert telemetry.plugin.open_jobs() == 0
+
+
+class _OnlyLaunchSpans(Sampler):
+    """Samples the launch attempts and nothing else: the job spans are dropped."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        del parent_context, trace_id, kind, links, trace_state
+        if name == "jobrelay.launch":
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "only jobrelay.launch"
+
+
+def test_a_sampled_out_job_span_keeps_what_the_sampler_keeps(clock: ManualClock) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=_OnlyLaunchSpans())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    plugin = OpenTelemetryPlugin(tracer_provider=provider, meter_provider=meters)
+    telemetry = Telemetry(plugin, exporter, reader, provider)
+    job = JobSpec("busybox", "true", labels={"mock.duration": "30", "mock.pending": "5"})
+    assert run(telemetry, clock, job) == [JobState.SUCCEEDED]
+
+    spans = telemetry.spans()
+    assert [span.name for span in spans] == ["jobrelay.launch"]  # the job span was dropped
+    assert attrs_of(spans[0]) == {"jobrelay.executor": "mock"}
+    assert telemetry.points("jobrelay.job.finished") == {key(executor="mock", state="succeeded"): 1}
+    assert telemetry.points("jobrelay.job.duration") == {
+        key(executor="mock", state="succeeded"): (1, 30.0)
+    }
+    assert plugin.open_jobs() == 0
+    provider.shutdown()
+    meters.shutdown()
 
 
 def test_never_raises_into_the_runner(

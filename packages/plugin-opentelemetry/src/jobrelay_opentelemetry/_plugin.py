@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from jobrelay import Execution, JobResult, JobSpec
     from jobrelay.errors import ExecutorError
 
+    _Attributes = Mapping[str, AttributeValue]
+
 __all__ = ["OpenTelemetryPlugin", "with_trace_context"]
 
 logger = logging.getLogger("jobrelay_opentelemetry")
@@ -68,6 +70,12 @@ STATE_EVENT = "jobrelay.job.state_changed"
 
 _ERROR_STATES = frozenset({JobState.FAILED, JobState.TIMED_OUT, JobState.LOST})
 _NAMES = {state: state.value for state in JobState}  # faster than Enum.value per call
+# Attributes built once and shared. OpenTelemetry copies the attributes it is given and
+# nothing here changes these after building them (typed read-only). Plain dicts: the
+# SDK validates a dict faster than a MappingProxyType.
+_STATE_ATTRIBUTES: dict[JobState, _Attributes] = {state: {STATE: state.value} for state in JobState}
+_ERROR_STATUS = {state: Status(StatusCode.ERROR, state.value) for state in _ERROR_STATES}
+_NO_ATTRIBUTES: _Attributes = {}
 _MAX_EVENTS = 128  # state changes kept per job (the SDK's own default event limit)
 _ROOT = Context()  # a job span starts its own trace: the hook's thread is not its parent
 # Seconds: jobs run from under a second to a day.
@@ -148,7 +156,7 @@ class _Job:
         self.executor = executor  # where it runs, once a launch succeeded
         self.launched = executor is not None
         self.running: str | None = None  # the executor it is counted running on
-        self.events: list[tuple[int, str]] = []  # (time, new state)
+        self.events: list[tuple[int, JobState]] = []  # (time, new state)
         self.attempts: list[_Attempt] = []
 
 
@@ -202,6 +210,9 @@ class OpenTelemetryPlugin:
         self._finished: dict[tuple[str, str], int] = {}
         self._running: dict[str, int] = {}
         self._failures: dict[tuple[str, str], int] = {}
+        # Metric attributes, one read-only mapping per executor (and state).
+        self._labels_by_executor: dict[str, _Attributes] = {}
+        self._labels_by_state: dict[tuple[str, JobState], _Attributes] = {}
 
         self._tracer = trace.get_tracer(SCOPE, VERSION, tracer_provider=tracer_provider)
         meter = metrics.get_meter(SCOPE, VERSION, meter_provider=meter_provider)
@@ -252,10 +263,12 @@ class OpenTelemetryPlugin:
         try:
             executor = getattr(decision, "executor", None)
             reason = getattr(decision, "reason", None)
-            attributes: dict[str, AttributeValue] = {}
-            if isinstance(reason, str):
-                attributes[ROUTE_REASON] = reason
-            self._launched_on(job, executor if isinstance(executor, str) else None, attributes)
+            self._launched_on(
+                job,
+                executor if isinstance(executor, str) else None,
+                ROUTE_REASON,
+                reason if isinstance(reason, str) else None,
+            )
         except Exception:
             logger.exception("job_routed: could not record job %s", _job_id(job))
 
@@ -263,8 +276,7 @@ class OpenTelemetryPlugin:
     def job_launched(self, job: JobSpec, execution: Execution) -> None:
         """Record the execution a launch made."""
         try:
-            attributes: dict[str, AttributeValue] = {EXECUTION_ID: execution.execution_id}
-            self._launched_on(job, execution.executor, attributes)
+            self._launched_on(job, execution.executor, EXECUTION_ID, execution.execution_id)
         except Exception:
             logger.exception("job_launched: could not record job %s", _job_id(job))
 
@@ -305,38 +317,42 @@ class OpenTelemetryPlugin:
         for entry in entries:
             self._emit(entry, entry.last_ns, None)
 
-    # -- recording ----------------------------------------------------------------------
+    # -- recording: one pass under the lock per hook, the SDK only once a job ends ------
 
     def _launch_failed(self, job: JobSpec, executor: str, error: ExecutorError) -> None:
         now = time.time_ns()
-        failure = _Failure(error)
-        ended = self._open(job, now)
+        failure = _Failure(error)  # formatting the traceback: outside the lock
+        link = self._link_if_new(job)
         with self._lock:
-            entry = self._entry(job.job_id)
-            if entry is not None:
-                entry.attempts.append(_Attempt(entry.last_ns, now, executor, failure))
-                entry.last_ns = now
+            entry, created = self._entry_of(job, now, link)
+            entry.attempts.append(_Attempt(entry.last_ns, now, executor, failure))
+            entry.last_ns = now
             key = (executor, failure.kind)
             self._failures[key] = self._failures.get(key, 0) + 1
+            ended = self._trim(now) if created else []
         self._end_all(ended)
 
     def _launched_on(
-        self, job: JobSpec, executor: str | None, attributes: dict[str, AttributeValue]
+        self, job: JobSpec, executor: str | None, key: str, value: AttributeValue | None
     ) -> None:
+        """The attempt that succeeded (``job_routed`` and ``job_launched`` report one)."""
         now = time.time_ns()
-        ended = self._open(job, now)
+        link = self._link_if_new(job)
         with self._lock:
-            entry = self._entry(job.job_id)
-            if entry is not None:
-                if not entry.launched:  # job_routed and job_launched report one attempt
-                    entry.launched = True
-                    entry.attempts.append(_Attempt(entry.last_ns, now, executor, None))
-                    if self._launching.pop(job.job_id, None) is entry:
-                        self._launched[job.job_id] = entry
-                if executor is not None:
-                    entry.executor = attributes[EXECUTOR] = executor
-                entry.attributes.update(attributes)
-                entry.last_ns = now
+            entry, created = self._entry_of(job, now, link)
+            if not entry.launched:
+                entry.launched = True
+                entry.attempts.append(_Attempt(entry.last_ns, now, executor, None))
+                if self._launching.pop(job.job_id, None) is entry:
+                    self._launched[job.job_id] = entry
+            attributes = entry.attributes
+            if executor is not None:
+                entry.executor = attributes[EXECUTOR] = executor
+            if value is not None:
+                attributes[key] = value
+            entry.last_ns = now
+            # Last, so that a job this very call pushed out is ended with all it knows.
+            ended = self._trim(now) if created else []
         self._end_all(ended)
 
     def _status_changed(self, execution: Execution, new: JobState) -> None:
@@ -346,12 +362,12 @@ class OpenTelemetryPlugin:
             entry.last_ns = now
             if len(entry.events) < _MAX_EVENTS:
                 # The new state only: the one before is the previous event's.
-                entry.events.append((now, _NAMES[new]))
-            if new is JobState.RUNNING and entry.running is None:
-                entry.running = execution.executor
-                self._running[execution.executor] = self._running.get(execution.executor, 0) + 1
-            elif new is not JobState.RUNNING:
+                entry.events.append((now, new))
+            if new is not JobState.RUNNING:
                 self._stop_running(entry)
+            elif entry.running is None:
+                entry.running = executor = execution.executor
+                self._running[executor] = self._running.get(executor, 0) + 1
         self._end_all(ended)
 
     def _job_finished(self, execution: Execution, result: JobResult) -> None:
@@ -360,7 +376,8 @@ class OpenTelemetryPlugin:
         state = status.state
         name = _NAMES[state]
         executor = execution.executor
-        attributes: dict[str, AttributeValue] = {
+        # Everything read from the result first: a broken one leaves the job open.
+        update: dict[str, AttributeValue] = {
             EXECUTOR: executor,
             EXECUTION_ID: execution.execution_id,
             STATE: name,
@@ -370,56 +387,75 @@ class OpenTelemetryPlugin:
         if duration is None:
             duration = _seconds(status.started_at, status.finished_at)
         if duration is not None:
-            duration = attributes[DURATION] = max(duration, 0.0)
+            duration = update[DURATION] = max(duration, 0.0)
         if status.exit_code is not None:
-            attributes[EXIT_CODE] = status.exit_code
+            update[EXIT_CODE] = status.exit_code
         cost = result.cost
         if cost is not None and hasattr(cost, "currency"):  # a Cost, not an old float
-            attributes[COST] = str(cost.amount)
-            attributes[COST_CURRENCY] = cost.currency
+            update[COST] = str(cost.amount)
+            update[COST_CURRENCY] = cost.currency
+        error = None
+        if state in _ERROR_STATES:
+            reason = status.reason
+            error = Status(StatusCode.ERROR, reason) if reason else _ERROR_STATUS[state]
+        latency = _seconds(execution.launched_at, status.started_at)
         with self._lock:
             entry, ended = self._for_execution(execution, now)
             del self._launched[execution.job_id]
             self._stop_running(entry)
             key = (executor, name)
             self._finished[key] = self._finished.get(key, 0) + 1
-            entry.attributes.update(attributes)
         self._end_all(ended)
-        error = None
-        if state in _ERROR_STATES:
-            error = Status(StatusCode.ERROR, status.reason or name)
+        entry.attributes.update(update)  # out of the table: no other hook reaches it
         self._emit(entry, now, error)
-        labels = {EXECUTOR: executor, STATE: name}
         if duration is not None:
-            self._duration.record(duration, labels)
-        latency = _seconds(execution.launched_at, status.started_at)
+            self._duration.record(duration, self._state_labels(executor, state))
         if latency is not None:
-            self._latency.record(max(latency, 0.0), {EXECUTOR: executor})
+            self._latency.record(max(latency, 0.0), self._executor_labels(executor))
+
+    def _state_labels(self, executor: str, state: JobState) -> _Attributes:
+        """``{executor, state}``, built once per pair (a few executors, a few states)."""
+        labels = self._labels_by_state.get((executor, state))
+        if labels is None:
+            labels = {EXECUTOR: executor, STATE: _NAMES[state]}
+            self._labels_by_state[executor, state] = labels
+        return labels
+
+    def _executor_labels(self, executor: str) -> _Attributes:
+        """``{executor}``, built once per executor."""
+        labels = self._labels_by_executor.get(executor)
+        if labels is None:
+            labels = self._labels_by_executor[executor] = {EXECUTOR: executor}
+        return labels
 
     # -- spans, made once a job ends ----------------------------------------------------
 
     def _emit(self, entry: _Job, end_ns: int, status: Status | None) -> None:
         """Turn a finished (or given up) job into its span and its attempts' spans."""
-        span = self._tracer.start_span(
+        tracer = self._tracer
+        span = tracer.start_span(
             JOB_SPAN,
             context=_ROOT,
             attributes=entry.attributes,
             links=(Link(entry.link),) if entry.link is not None else None,
             start_time=entry.start_ns,
         )
-        for moment, state in entry.events:
-            span.add_event(STATE_EVENT, {STATE: state}, timestamp=moment)
+        if span.is_recording():  # a sampled-out span drops events: skip the calls
+            for moment, state in entry.events:
+                span.add_event(STATE_EVENT, _STATE_ATTRIBUTES[state], timestamp=moment)
         parent = trace.set_span_in_context(span, _ROOT)
         for attempt in entry.attempts:
             # The hooks report an attempt's outcome, not its start: an attempt spans
             # from the job's previous report (the attempt before) to its own outcome.
-            attributes: dict[str, AttributeValue] = {}
-            if attempt.executor is not None:
-                attributes[EXECUTOR] = attempt.executor
-            failure = attempt.error
+            executor, failure = attempt.executor, attempt.error
+            attributes: _Attributes
             if failure is not None:
-                attributes[ERROR_TYPE] = failure.kind
-            child = self._tracer.start_span(
+                attributes = {ERROR_TYPE: failure.kind}
+                if executor is not None:
+                    attributes = {EXECUTOR: executor, ERROR_TYPE: failure.kind}
+            else:  # the usual case: built once per executor
+                attributes = _NO_ATTRIBUTES if executor is None else self._executor_labels(executor)
+            child = tracer.start_span(
                 LAUNCH_SPAN,
                 context=parent,
                 kind=SpanKind.CLIENT,
@@ -444,27 +480,33 @@ class OpenTelemetryPlugin:
 
     # -- the table of open jobs ---------------------------------------------------------
 
-    def _entry(self, job_id: str) -> _Job | None:
-        return self._launched.get(job_id) or self._launching.get(job_id)
+    def _link_if_new(self, job: JobSpec) -> SpanContext | None:
+        """The submitting span of a job with no entry yet: read in the launching thread.
 
-    def _open(self, job: JobSpec, now: int) -> list[tuple[_Job, str]]:
-        """Open an entry for ``job`` unless it has one, linked to the caller's span.
-
-        Returns the jobs this pushed out of the table, for the caller to end.
+        A dict read, safe without the lock; at worst a job another thread just opened
+        pays for a link it will not use.
         """
-        if self._entry(job.job_id) is not None:  # a dict read: safe without the lock
-            return []
-        link = _submitter(job)  # here, in the thread that launches the job
+        job_id = job.job_id
+        if job_id in self._launched or job_id in self._launching:
+            return None
+        return _submitter(job)
+
+    def _entry_of(self, job: JobSpec, now: int, link: SpanContext | None) -> tuple[_Job, bool]:
+        """The entry of ``job``, opened now unless it has one (lock held); and if new.
+
+        An entry opened here is launching; the caller trims the table once it is done.
+        """
+        job_id = job.job_id
+        entry = self._launched.get(job_id) or self._launching.get(job_id)
+        if entry is not None:
+            return entry, False
         attributes: dict[str, AttributeValue] = {
-            JOB_ID: job.job_id,
+            JOB_ID: job_id,
             JOB_NAME: job.name,
             IMAGE: job.image,
         }
-        with self._lock:
-            if self._entry(job.job_id) is not None:
-                return []
-            self._launching[job.job_id] = _Job(attributes, now, link)
-            return self._trim(now)
+        entry = self._launching[job_id] = _Job(attributes, now, link)
+        return entry, True
 
     def _for_execution(self, execution: Execution, now: int) -> tuple[_Job, list[tuple[_Job, str]]]:
         """The entry of ``execution``'s job (lock held); a re-attached execution opens one.
@@ -473,9 +515,11 @@ class OpenTelemetryPlugin:
         """
         job_id = execution.job_id
         entry = self._launched.get(job_id)
-        if entry is None and (entry := self._launching.pop(job_id, None)) is not None:
-            self._launched[job_id] = entry  # reported running without a launch hook
         if entry is not None:
+            return entry, []
+        entry = self._launching.pop(job_id, None)
+        if entry is not None:
+            self._launched[job_id] = entry  # reported running without a launch hook
             return entry, []
         attributes: dict[str, AttributeValue] = {
             JOB_ID: job_id,
