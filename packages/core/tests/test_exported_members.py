@@ -131,6 +131,7 @@ BACKEND = [
     "billed_seconds",
     "duration_of",
     "follow_logs",
+    "lazy_import",
     "load_price_document",
     "make_result",
     "paginate",

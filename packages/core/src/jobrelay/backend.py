@@ -13,6 +13,7 @@ otherwise write:
 - :class:`RateLimiter`: keep pollers inside a per-minute API quota;
 - :func:`make_result`, :func:`duration_of`, :func:`utc_from_epoch`: results and times;
 - :class:`ExecutorBase`: the context-manager boilerplate;
+- :func:`lazy_import`: an SDK imported on first use, not with the executor's module;
 - :func:`load_price_document`, :func:`parse_price`, :func:`billed_seconds`: a backend's
   dated price table (package data or ``prices=``), its amounts, billed durations.
 
@@ -21,6 +22,7 @@ The label keys live in :mod:`jobrelay.labels`.
 
 from jobrelay._base import ExecutorBase
 from jobrelay._errormap import ErrorTable
+from jobrelay._lazy import lazy_import
 from jobrelay._polling import (
     RateLimiter,
     duration_of,
@@ -42,6 +44,7 @@ __all__ = [
     "billed_seconds",
     "duration_of",
     "follow_logs",
+    "lazy_import",
     "load_price_document",
     "make_result",
     "paginate",
