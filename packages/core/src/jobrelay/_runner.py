@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextvars
-import hashlib
 import logging
 import threading
 from collections import deque
@@ -70,6 +69,8 @@ def _derived_job_id(job_id: str, attempt: int) -> str:
     candidate = f"{job_id}.retry-{attempt}"
     if len(candidate) <= 128:
         return candidate
+    import hashlib  # noqa: PLC0415 - only for ids this long: a command need not load it
+
     digest = hashlib.sha256(job_id.encode()).hexdigest()[:32]
     return f"{job_id[:80]}-{digest}.retry-{attempt}"
 
