@@ -21,12 +21,15 @@ from jobrelay import (
     ConfigError,
     Cost,
     Execution,
+    ExecutorNotFoundError,
+    Health,
     JobrelayError,
     JobResult,
     JobSpec,
     JobState,
     JobTimeoutError,
     ManualClock,
+    NoExecutorAvailableError,
     Progress,
     RetryPolicy,
     Router,
@@ -34,7 +37,7 @@ from jobrelay import (
     TransientExecutorError,
     hookimpl,
 )
-from jobrelay_mock import MockExecutor, MockOutcome
+from jobrelay_mock import MockEvent, MockExecutor, MockOutcome
 
 FOREVER = "10000000"
 
@@ -201,6 +204,71 @@ def test_a_lost_launch_reply_is_settled_without_a_second_workload(clock: ManualC
     details = [e.detail for e in mock.calls("launch")]
     assert len(details) == 2
     assert details[1] == "existing"
+
+
+class LostThenDown(LostReply):
+    """The first launch takes effect and its reply is lost; then health fails a while."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failing_probes = 0
+
+    def launch(self, job: JobSpec) -> Execution:
+        if self.lose:
+            self.failing_probes = 3
+        return super().launch(job)
+
+    def health(self) -> Health:
+        if self.failing_probes:
+            self.failing_probes -= 1
+            self.events.append(MockEvent("health", detail="failing"))
+            return Health(healthy=False, latency=0.0, detail="daemon restarting", version="mock")
+        return super().health()
+
+
+def test_an_unknown_launch_is_asked_again_only_where_it_may_have_run(clock: ManualClock) -> None:
+    first, spare = LostThenDown(name="first", clock=clock), MockExecutor(name="spare", clock=clock)
+    router = Router(
+        {"first": {"instance": first}, "spare": {"instance": spare}},
+        default="first",
+        fallback=["spare"],
+        unhealthy_wait=0,  # any other job would go to the spare at once
+        health_ttl=1,
+        clock=clock,
+        retry=RetryPolicy(attempts=1),
+    )
+    spec = job(labels={"mock.stdout": "once"})
+    with router, Runner(router, clock=clock) as runner:
+        result = runner.submit(spec).result(10)
+    assert result.state is JobState.SUCCEEDED
+    assert result.execution.executor == "first"
+    assert result.logs.stdout == "once"
+    assert spare.calls("launch") == []  # never a second workload elsewhere
+    assert [e.detail for e in first.calls("health")].count("failing") == 3
+    assert [e.detail for e in first.calls("launch")][-1] == "existing"
+
+
+def test_launch_only_on_one_executor(clock: ManualClock) -> None:
+    down = MockExecutor(name="down", clock=clock, healthy=False)
+    spare = MockExecutor(name="spare", clock=clock)
+    router = Router(
+        {"down": {"instance": down}, "spare": {"instance": spare}},
+        default="spare",
+        unhealthy_wait=0,
+        clock=clock,
+    )
+    with router:
+        with pytest.raises(NoExecutorAvailableError) as info:
+            router.launch(job(), only="down")
+        assert info.value.retry_after is not None
+        assert 0 < info.value.retry_after <= 30
+        assert spare.calls("launch") == []
+        down.healthy = True
+        clock.advance(31)
+        execution = router.launch(job(), only="down")
+        assert execution.executor == "down"
+        with pytest.raises(ExecutorNotFoundError):
+            router.launch(job(), only="nowhere")
 
 
 # -- retries -----------------------------------------------------------------------------

@@ -46,8 +46,10 @@ class Verdict(NamedTuple):
     Attributes:
         why: None when available, else a reason for people.
         kind: :data:`OK`, :data:`FULL`, :data:`DOWN` or :data:`OTHER`.
-        retry_after: for ``DOWN``, seconds until the next health probe while waiting
-            for it makes sense (its failures are recent); None otherwise.
+        retry_after: seconds until the next health probe of an unhealthy executor
+            that may recover: for ``DOWN`` (its failures are recent, waiting makes
+            sense), and for an ``OTHER`` one failing longer (only a launch pinned to
+            it waits); None otherwise.
     """
 
     why: str | None
@@ -129,9 +131,13 @@ class Availability:
         if state is None or now >= state.expires:
             state = self._refresh(name, state)
         if state.problem is not None:
-            if state.lasting or now - state.failing_since >= self._wait:
+            if state.lasting:
                 return Verdict(state.problem, OTHER)
-            return Verdict(state.problem, DOWN, max(state.expires - now, 0.0))
+            next_probe = max(state.expires - now, 0.0)
+            if now - state.failing_since >= self._wait:
+                # Not worth waiting for in general; a launch pinned here may still wait.
+                return Verdict(state.problem, OTHER, next_probe)
+            return Verdict(state.problem, DOWN, next_probe)
         misfit = None if job is None or state.limits is None else _misfit(state.limits, job)
         return AVAILABLE if misfit is None else Verdict(misfit, OTHER)
 

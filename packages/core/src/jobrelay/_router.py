@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -79,6 +79,8 @@ from jobrelay.errors import (
 )
 
 __all__ = ["ROUTE_METADATA_KEY", "RouteCandidate", "RouteDecision", "Router", "RoutingRule"]
+
+_PINNED = "pinned: an earlier launch of the job there may have taken effect"
 
 logger = logging.getLogger("jobrelay.router")
 
@@ -400,7 +402,9 @@ class Router(Closing):
             self._log(job, chosen)
         return chosen
 
-    def launch(self, job: JobSpec, context: Mapping[str, Any] | None = None) -> Execution:
+    def launch(
+        self, job: JobSpec, context: Mapping[str, Any] | None = None, *, only: str | None = None
+    ) -> Execution:
         """Route ``job`` and launch it, moving on to the next candidate when one refuses.
 
         Transient errors are retried per :attr:`retry` first; one that outlasts the
@@ -411,7 +415,14 @@ class Router(Closing):
         ``job_routed`` fires once for the decision acted on, ``launch_failed`` for each
         failed hop.
 
+        ``only`` names the one executor to launch on, whatever the rules say: for a
+        job whose earlier launch there has an unknown outcome, where asking again
+        (idempotent by job id) is safe and any other executor could run it twice.
+        While it is unhealthy, the error's ``retry_after`` says when to ask again,
+        however long it has been failing.
+
         Raises:
+            ExecutorNotFoundError: ``only`` is not configured.
             NoExecutorAvailableError: every candidate was unavailable or refused;
                 ``capacity_only`` when the job should wait for a slot, ``retry_after``
                 when it may wait for an unhealthy executor to recover.
@@ -419,9 +430,14 @@ class Router(Closing):
                 outcome after the retries.
         """
         names, costs = self._context(job, context, priced=False)
-        walk = Walk()
+        walk = Walk(pinned=only is not None)
         hops: list[tuple[str, str]] = []
-        for name, reason, rule in self._candidates(job, names, costs, walk.skipped):
+        if only is not None:
+            self._entry(only)
+            candidates: Iterable[Candidate] = ((only, _PINNED, None),)
+        else:
+            candidates = self._candidates(job, names, costs, walk.skipped)
+        for name, reason, rule in candidates:
             if name in walk.seen:
                 continue
             walk.seen.append(name)

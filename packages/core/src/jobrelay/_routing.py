@@ -147,9 +147,22 @@ class HourlyCosts(Mapping[str, Decimal]):
 class Walk:
     """What one routing found so far: candidates, skips, and whether to wait."""
 
-    __slots__ = ("candidates", "down", "full", "other", "retry_after", "seen", "skipped", "wait")
+    __slots__ = (
+        "candidates",
+        "down",
+        "full",
+        "other",
+        "pinned",
+        "retry_after",
+        "seen",
+        "skipped",
+        "wait",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, pinned: bool = False) -> None:
+        # Pinned (a launch to one executor only): an unhealthy one is worth waiting
+        # for however long it has failed, until its next health probe each time.
+        self.pinned = pinned
         self.skipped: _Skips = []
         self.candidates: list[RouteCandidate] = []
         self.seen: list[str] = []  # a list: mostly one name, cheaper than a set
@@ -164,7 +177,7 @@ class Walk:
         self.candidates.append(RouteCandidate(name, available=False, why=why, cost=cost))
         if verdict.kind == FULL:
             self.full += 1
-        elif verdict.kind == DOWN and verdict.retry_after is not None:
+        elif verdict.retry_after is not None and (verdict.kind == DOWN or self.pinned):
             self.down += 1
             if self.retry_after is None or verdict.retry_after < self.retry_after:
                 self.retry_after = verdict.retry_after

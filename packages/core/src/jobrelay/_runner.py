@@ -518,12 +518,10 @@ class Runner:
             self._notify_progress()
             return
         try:
-            if record.pinned is not None:
-                # A launch of this job id may have taken effect there: ask the same
-                # executor again (idempotent by job id), never another one.
-                job = attrs.evolve(job, preferred_executor=record.pinned)
             self._check_budget(record, job)
-            execution = self.router.launch(job, record.context)
+            # A launch pinned after an unknown outcome may have taken effect there: ask
+            # the same executor again (idempotent by job id), never another one.
+            execution = self.router.launch(job, record.context, only=record.pinned)
         except NoExecutorAvailableError as exc:
             if self._wait_for_executor(handle, record, exc):
                 return
