@@ -10,16 +10,21 @@ page (one call each), never through the pagers' hidden extra calls.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-from google.api_core.exceptions import Conflict, FailedPrecondition, GoogleAPICallError, NotFound
-from google.cloud import run_v2
 
 from jobrelay import Clock, RetryPolicy
-from jobrelay.backend import RateLimiter, paginate
+from jobrelay.backend import RateLimiter, lazy_import, paginate
 from jobrelay_cloudrun._config import Clients
-from jobrelay_cloudrun._errors import TABLE
+from jobrelay_cloudrun._errors import table
+
+if TYPE_CHECKING:
+    import google.api_core.exceptions as api_exceptions
+    from google.cloud import run_v2
+else:
+    api_exceptions = lazy_import("google.api_core.exceptions")
+    run_v2 = lazy_import("google.cloud.run_v2")
 
 __all__ = ["Api"]
 
@@ -73,7 +78,7 @@ class Api:
         secrets: Iterable[str] = (),
         read: bool = False,
         retry: bool = True,
-        tolerate: tuple[type[GoogleAPICallError], ...] = (),
+        tolerate: tuple[type[api_exceptions.GoogleAPICallError], ...] = (),
         **kwargs: Any,
     ) -> T | None:
         """One call with its deadline, error mapping, rate limit and retries.
@@ -85,7 +90,7 @@ class Api:
         def once() -> T | None:
             if read:
                 self.reads.acquire()
-            with TABLE.mapped(
+            with table().mapped(
                 action, executor=self.executor, job_id=job_id, launching=launching, secrets=secrets
             ):
                 try:
@@ -108,7 +113,7 @@ class Api:
             launching=True,
             secrets=secrets,
             retry=False,
-            tolerate=(Conflict,),
+            tolerate=(api_exceptions.Conflict,),
             job=body,
             name=job_path.rsplit("/", 1)[1],
         )
@@ -128,7 +133,7 @@ class Api:
             job_id=job_id,
             launching=launching,
             read=True,
-            tolerate=(NotFound,),
+            tolerate=(api_exceptions.NotFound,),
             name=name,
         )
 
@@ -138,7 +143,7 @@ class Api:
             "DeleteJob",
             self.clients.jobs.delete_job,
             job_id=job_id,
-            tolerate=(NotFound,),
+            tolerate=(api_exceptions.NotFound,),
             name=name,
         )
 
@@ -157,7 +162,7 @@ class Api:
 
     def probe(self, timeout: float) -> None:
         """One ListJobs page of one, with ``timeout``: the health check (raises)."""
-        with TABLE.mapped("ListJobs", executor=self.executor):
+        with table().mapped("ListJobs", executor=self.executor):
             pager = self.clients.jobs.list_jobs(
                 request=run_v2.ListJobsRequest(parent=self.parent, page_size=1), timeout=timeout
             )
@@ -172,7 +177,7 @@ class Api:
             self.clients.executions.get_execution,
             job_id=job_id,
             read=True,
-            tolerate=(NotFound,),
+            tolerate=(api_exceptions.NotFound,),
             name=name,
         )
 
@@ -204,7 +209,7 @@ class Api:
             "ListTasks",
             self.clients.tasks.list_tasks,
             read=True,
-            tolerate=(NotFound,),
+            tolerate=(api_exceptions.NotFound,),
             parent=execution,
         )
         return list(next(iter(pager.pages)).tasks) if pager is not None else []
@@ -215,7 +220,7 @@ class Api:
             "CancelExecution",
             self.clients.executions.cancel_execution,
             job_id=job_id,
-            tolerate=(NotFound, FailedPrecondition),
+            tolerate=(api_exceptions.NotFound, api_exceptions.FailedPrecondition),
             name=name,
         )
 
@@ -226,7 +231,7 @@ class Api:
 
         def once() -> Mapping[str, Any]:
             self.log_reads.acquire()
-            with TABLE.mapped("ListLogEntries", executor=self.executor):
+            with table().mapped("ListLogEntries", executor=self.executor):
                 answer = self.clients.logging.logging_api.api_request(
                     method="POST", path="/entries:list", data=body, timeout=self.timeout
                 )

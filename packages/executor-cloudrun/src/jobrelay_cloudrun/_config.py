@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import google.auth
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import Credentials
-from google.auth.exceptions import DefaultCredentialsError
-from google.cloud import logging as cloud_logging
-from google.cloud import run_v2
 
 from jobrelay import ConfigError
+from jobrelay.backend import lazy_import
+
+if TYPE_CHECKING:
+    import google.auth as google_auth
+    import google.auth.credentials as auth_credentials
+    import google.auth.exceptions as auth_exceptions
+    import google.cloud.logging as cloud_logging
+    from google.api_core import client_options
+    from google.cloud import run_v2
+else:
+    # The SDK is imported when an executor builds its clients, not with the package.
+    client_options = lazy_import("google.api_core.client_options")
+    google_auth = lazy_import("google.auth")
+    auth_credentials = lazy_import("google.auth.credentials")
+    auth_exceptions = lazy_import("google.auth.exceptions")
+    cloud_logging = lazy_import("google.cloud.logging")
+    run_v2 = lazy_import("google.cloud.run_v2")
 
 __all__ = ["Clients", "Settings"]
 
@@ -158,7 +169,7 @@ class Clients:
         cls,
         project: str,
         *,
-        credentials: Credentials | None,
+        credentials: auth_credentials.Credentials | None,
         api_endpoint: object,
         logging_endpoint: object,
     ) -> Clients:
@@ -171,14 +182,14 @@ class Clients:
         log_url = _endpoint("logging_endpoint", logging_endpoint)
         if credentials is None:
             try:
-                credentials, _ = google.auth.default(scopes=list(SCOPES))
-            except DefaultCredentialsError as exc:
+                credentials, _ = google_auth.default(scopes=list(SCOPES))
+            except auth_exceptions.DefaultCredentialsError as exc:
                 raise ConfigError(f"credentials: none given and none found: {exc}") from None
-        elif not isinstance(credentials, Credentials):
+        elif not isinstance(credentials, auth_credentials.Credentials):
             raise ConfigError(
                 f"credentials: not google-auth credentials: {type(credentials).__name__}"
             )
-        options = ClientOptions(api_endpoint=run_url) if run_url else None
+        options = client_options.ClientOptions(api_endpoint=run_url) if run_url else None
         common: dict[str, Any] = {"credentials": credentials, "transport": "rest"}
         log_options = {"api_endpoint": log_url} if log_url else None
         return cls(

@@ -9,29 +9,39 @@ message (scrubbed of the job's secrets).
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import TYPE_CHECKING
 
-import requests
-from google.api_core.exceptions import GoogleAPICallError, NotFound
-from google.auth.exceptions import GoogleAuthError, TransportError
+from jobrelay.backend import ErrorTable, lazy_import
 
-from jobrelay.backend import ErrorTable
+if TYPE_CHECKING:
+    import google.api_core.exceptions as api_exceptions
+    import google.auth.exceptions as auth_exceptions
+    import requests
+else:
+    # Imported at the first failure to classify, not with the package.
+    api_exceptions = lazy_import("google.api_core.exceptions")
+    auth_exceptions = lazy_import("google.auth.exceptions")
+    requests = lazy_import("requests")
 
-__all__ = ["TABLE", "TRANSIENT_CODES", "is_not_found", "is_transient"]
+__all__ = ["TRANSIENT_CODES", "is_not_found", "is_transient", "table"]
 
 TRANSIENT_CODES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def is_transient(exc: BaseException) -> bool:
     """Return whether ``exc`` is a passing fault worth retrying."""
-    if isinstance(exc, GoogleAPICallError):
+    if isinstance(exc, api_exceptions.GoogleAPICallError):
         return exc.code in TRANSIENT_CODES
-    return isinstance(exc, (requests.ConnectionError, requests.Timeout, TransportError))
+    return isinstance(
+        exc, (requests.ConnectionError, requests.Timeout, auth_exceptions.TransportError)
+    )
 
 
 def is_not_found(exc: BaseException) -> bool:
     """Return whether ``exc`` says the resource does not exist."""
-    return isinstance(exc, NotFound)
+    return isinstance(exc, api_exceptions.NotFound)
 
 
 # The REST clients start messages with the request line: "POST http://...: <Google's words>".
@@ -39,15 +49,22 @@ _REQUEST_LINE = re.compile(r"^[A-Z]+ https?://\S+: ")
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, GoogleAPICallError):
+    if isinstance(exc, api_exceptions.GoogleAPICallError):
         return f"HTTP {exc.code} {type(exc).__name__}: {_REQUEST_LINE.sub('', str(exc.message))}"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-TABLE = ErrorTable(
-    backend="cloudrun",
-    catch=(GoogleAPICallError, requests.RequestException, GoogleAuthError),
-    transient=is_transient,
-    describe=_describe,
-)
+@functools.cache
+def table() -> ErrorTable:
+    """Return the error table, built at the first call (its classes come from the SDK)."""
+    return ErrorTable(
+        backend="cloudrun",
+        catch=(
+            api_exceptions.GoogleAPICallError,
+            requests.RequestException,
+            auth_exceptions.GoogleAuthError,
+        ),
+        transient=is_transient,
+        describe=_describe,
+    )

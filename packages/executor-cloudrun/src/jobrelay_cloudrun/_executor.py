@@ -10,10 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
-
-from google.auth.credentials import Credentials
-from google.cloud import run_v2
+from typing import TYPE_CHECKING, Any
 
 from jobrelay import (
     Capabilities,
@@ -49,6 +46,10 @@ from jobrelay_cloudrun._prices import PriceRow, estimate, load_prices, price_for
 from jobrelay_cloudrun._sizing import MAX_CPU, MAX_MEMORY_MB, Size, SizeError, fit
 from jobrelay_cloudrun._spec import build_job
 from jobrelay_cloudrun._status import is_finished, status_of
+
+if TYPE_CHECKING:  # the SDK is imported when the executor builds its clients
+    from google.auth.credentials import Credentials
+    from google.cloud import run_v2
 
 __all__ = ["CloudRunExecutor"]
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
-
-from google.cloud import run_v2
+from typing import TYPE_CHECKING
 
 from jobrelay import JobSpec, LaunchError
+from jobrelay.backend import lazy_import
 from jobrelay.labels import workload_labels
 from jobrelay_cloudrun._config import Settings
 from jobrelay_cloudrun._names import ANNOTATED, execution_token, google_labels
 from jobrelay_cloudrun._sizing import Size
+
+if TYPE_CHECKING:
+    from google.cloud import run_v2
+else:
+    run_v2 = lazy_import("google.cloud.run_v2")
 
 __all__ = ["CONTAINER_NAME", "DEFAULT_TIMEOUT", "MAX_RETRIES", "MAX_TIMEOUT", "build_job"]
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-
-from google.cloud import run_v2
+from typing import TYPE_CHECKING
 
 from jobrelay import JobState, JobStatus
+from jobrelay.backend import lazy_import
+
+if TYPE_CHECKING:
+    from google.cloud import run_v2
+else:
+    run_v2 = lazy_import("google.cloud.run_v2")
 
 __all__ = ["is_finished", "status_of"]
 
-_Reason = run_v2.Condition.ExecutionReason
-_State = run_v2.Condition.State
 _DEADLINE_EXCEEDED = 4
 
 
@@ -30,8 +33,8 @@ def is_finished(execution: run_v2.Execution) -> bool:
         return True
     completed = _completed(execution)
     return completed is not None and completed.state in (
-        _State.CONDITION_SUCCEEDED,
-        _State.CONDITION_FAILED,
+        run_v2.Condition.State.CONDITION_SUCCEEDED,
+        run_v2.Condition.State.CONDITION_FAILED,
     )
 
 
@@ -47,13 +50,17 @@ def status_of(execution: run_v2.Execution, tasks: Callable[[], Sequence[run_v2.T
     completed = _completed(execution)
     message = completed.message if completed is not None and completed.message else None
     if not is_finished(execution):
-        if completed is not None and completed.execution_reason == _Reason.CANCELLING:
+        if (
+            completed is not None
+            and completed.execution_reason == run_v2.Condition.ExecutionReason.CANCELLING
+        ):
             return JobStatus(JobState.RUNNING, reason="cancelling", started_at=started)
         if execution.running_count > 0 or started is not None:
             return JobStatus(JobState.RUNNING, started_at=started)
         return JobStatus(JobState.PENDING, reason=message, started_at=started)
     cancelled = execution.cancelled_count > 0 or (
-        completed is not None and completed.execution_reason == _Reason.CANCELLED
+        completed is not None
+        and completed.execution_reason == run_v2.Condition.ExecutionReason.CANCELLED
     )
     if cancelled:
         return JobStatus(
