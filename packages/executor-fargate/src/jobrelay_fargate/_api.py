@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from botocore.exceptions import ClientError
 
 from jobrelay import RetryPolicy
-from jobrelay.backend import paginate
-from jobrelay_fargate._errors import TABLE
+from jobrelay.backend import lazy_import, paginate
+from jobrelay_fargate._errors import error_table
 from jobrelay_fargate._ids import DESCRIBE_BATCH, chunks
+
+if TYPE_CHECKING:
+    import botocore.exceptions as botocore_exceptions
+    from botocore.exceptions import ClientError
+else:
+    botocore_exceptions = lazy_import("botocore.exceptions")
 
 __all__ = ["EcsApi"]
 
@@ -53,12 +58,12 @@ class EcsApi:
         secrets = tuple(secrets)
 
         def once() -> Any:
-            with TABLE.mapped(
+            with error_table().mapped(
                 action, executor=self.executor, job_id=job_id, launching=launching, secrets=secrets
             ):
                 try:
                     return method(**kwargs)
-                except ClientError as exc:
+                except botocore_exceptions.ClientError as exc:
                     if tolerate is not None and tolerate(exc):
                         return None
                     raise

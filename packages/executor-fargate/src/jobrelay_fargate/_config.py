@@ -9,15 +9,24 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from jobrelay import ConfigError, Health
+from jobrelay.backend import lazy_import
 from jobrelay_fargate._launch import NetworkConfig
+
+if TYPE_CHECKING:
+    import boto3
+    import boto3.session
+    import botocore.config as botocore_config
+    import botocore.exceptions as botocore_exceptions
+else:
+    # The SDK is imported when an executor makes its clients, not with this package.
+    boto3 = lazy_import("boto3")
+    botocore_config = lazy_import("botocore.config")
+    botocore_exceptions = lazy_import("botocore.exceptions")
 
 __all__ = ["Clients", "Settings"]
 
@@ -146,10 +155,10 @@ class Settings:
         )
 
 
-def _client_config(*, connect_timeout: float, read_timeout: float) -> Config:
+def _client_config(*, connect_timeout: float, read_timeout: float) -> botocore_config.Config:
     # botocore must not retry on its own: jobrelay's RetryPolicy owns retries, so that
     # one budget (attempts, deadline, backoff) governs and the two never multiply.
-    return Config(
+    return botocore_config.Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
@@ -185,12 +194,12 @@ class Clients:
             ecs = session.client("ecs", config=work, **options)
             logs = session.client("logs", config=work, **options)
             health_ecs = session.client("ecs", config=quick, **options)
-        except NoRegionError:
+        except botocore_exceptions.NoRegionError:
             raise ConfigError(
                 "region: none given and none configured (AWS_REGION, AWS_DEFAULT_REGION "
                 "or the profile's region)"
             ) from None
-        except (BotoCoreError, ValueError) as exc:
+        except (botocore_exceptions.BotoCoreError, ValueError) as exc:
             raise ConfigError(f"cannot create AWS clients: {exc}") from exc
         return cls(ecs=ecs, logs=logs, health_ecs=health_ecs, region=str(ecs.meta.region_name))
 
@@ -199,7 +208,7 @@ class Clients:
         started = time.monotonic()
         try:
             answer = self.health_ecs.describe_clusters(clusters=[cluster])
-        except (ClientError, BotoCoreError) as exc:
+        except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as exc:
             return Health(
                 healthy=False,
                 latency=time.monotonic() - started,

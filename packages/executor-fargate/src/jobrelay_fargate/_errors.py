@@ -8,12 +8,19 @@ multiply). Everything else is permanent. The translation itself is core's
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+import functools
+from typing import TYPE_CHECKING
 
-from jobrelay.backend import ErrorTable
+from jobrelay.backend import ErrorTable, lazy_import
 
-__all__ = ["TABLE", "TRANSIENT_CODES", "error_code", "is_transient"]
+if TYPE_CHECKING:
+    import botocore.exceptions as botocore_exceptions
+    from botocore.exceptions import ClientError
+else:
+    # botocore is imported when a failure is first examined, not with this package.
+    botocore_exceptions = lazy_import("botocore.exceptions")
+
+__all__ = ["TRANSIENT_CODES", "error_code", "error_table", "is_transient"]
 
 TRANSIENT_CODES = frozenset(
     {
@@ -38,10 +45,6 @@ TRANSIENT_CODES = frozenset(
     }
 )
 
-# Connection refused/reset, DNS failures and connect timeouts are ConnectionError;
-# read timeouts, closed connections and broken response streams are HTTPClientError.
-_TRANSPORT_ERRORS = (BotoConnectionError, HTTPClientError)
-
 
 def error_code(error: ClientError) -> str:
     """Return the AWS error code of ``error`` (``""`` when the answer had none)."""
@@ -54,15 +57,19 @@ def _status(error: ClientError) -> int:
 
 def is_transient(error: BaseException) -> bool:
     """Return whether ``error`` is a passing fault worth retrying."""
-    if isinstance(error, ClientError):
+    if isinstance(error, botocore_exceptions.ClientError):
         status = _status(error)
         return error_code(error) in TRANSIENT_CODES or status == 429 or status >= 500
-    return isinstance(error, _TRANSPORT_ERRORS)
+    # Connection refused/reset, DNS failures and connect timeouts are ConnectionError;
+    # read timeouts, closed connections and broken response streams are HTTPClientError.
+    return isinstance(
+        error, (botocore_exceptions.ConnectionError, botocore_exceptions.HTTPClientError)
+    )
 
 
 def describe(error: BaseException) -> str:
     """Return AWS's code, message and request id, or the transport failure."""
-    if isinstance(error, ClientError):
+    if isinstance(error, botocore_exceptions.ClientError):
         detail = error.response.get("Error", {}).get("Message", "") or str(error)
         text = f"{error_code(error) or f'HTTP {_status(error)}'}: {detail}"
         request_id = error.response.get("ResponseMetadata", {}).get("RequestId")
@@ -70,9 +77,12 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-TABLE = ErrorTable(
-    backend="fargate",
-    catch=(ClientError, BotoCoreError),
-    transient=is_transient,
-    describe=describe,
-)
+@functools.cache
+def error_table() -> ErrorTable:
+    """Return the Fargate error table (built on first use: it names botocore's classes)."""
+    return ErrorTable(
+        backend="fargate",
+        catch=(botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError),
+        transient=is_transient,
+        describe=describe,
+    )

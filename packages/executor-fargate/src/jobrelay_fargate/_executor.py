@@ -7,9 +7,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
-
-import boto3
+from typing import TYPE_CHECKING, Any
 
 from jobrelay import (
     Capabilities,
@@ -53,6 +51,9 @@ from jobrelay_fargate._sizing import MAX_CPU, MAX_MEMORY_MB, FargateSize
 from jobrelay_fargate._status import CANCEL_REASON_PREFIX, task_status
 from jobrelay_fargate._tags import managed_job_id, started_by, tags_to_dict
 from jobrelay_fargate._taskdefs import CONTAINER_NAME, TaskDefinitionRegistry
+
+if TYPE_CHECKING:
+    import boto3.session
 
 __all__ = ["FargateExecutor"]
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING
 
 from jobrelay_fargate._errors import error_code
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 __all__ = [
     "DESCRIBE_BATCH",

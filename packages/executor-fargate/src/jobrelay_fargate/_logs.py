@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from botocore.exceptions import ClientError
 
 from jobrelay_fargate._errors import error_code
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 __all__ = ["LogReader", "is_missing_stream"]
 

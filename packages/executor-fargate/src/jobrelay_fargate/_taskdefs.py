@@ -16,13 +16,15 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from botocore.exceptions import ClientError
 
 from jobrelay.backend import paginate
 from jobrelay_fargate._errors import error_code
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 __all__ = ["CONTAINER_NAME", "TD_TAG_KEY", "TaskDefinitionRegistry", "TaskShape", "is_not_found"]
 
