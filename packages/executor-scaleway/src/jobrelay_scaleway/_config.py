@@ -5,18 +5,21 @@ from __future__ import annotations
 import math
 import os
 import urllib.parse
+from typing import TYPE_CHECKING
 
 import attrs
-from scaleway_core.client import Client
-from scaleway_core.validations.string_validation import (
-    is_access_key,
-    is_project_id,
-    is_secret_key,
-    is_url,
-)
 
 from jobrelay import ConfigError
-from jobrelay.backend import Scrubber
+from jobrelay.backend import Scrubber, lazy_import
+
+if TYPE_CHECKING:
+    import scaleway_core.client as scaleway_core_client
+    import scaleway_core.validations.string_validation as scw_checks
+    from scaleway_core.client import Client
+else:
+    # Imported by Settings.build (the executor's constructor), not at import.
+    scaleway_core_client = lazy_import("scaleway_core.client")
+    scw_checks = lazy_import("scaleway_core.validations.string_validation")
 
 __all__ = ["REGIONS", "Settings", "make_client"]
 
@@ -98,7 +101,7 @@ class Settings:
             api_url = api_url if api_url is not None else (profile.api_url or None)
         access_key, secret_key, project_id = _check_credentials(access_key, secret_key, project_id)
         api_url = _http_url("api_url", api_url or "https://api.scaleway.com")
-        if not is_url(api_url):
+        if not scw_checks.is_url(api_url):
             raise ConfigError(f"api_url: not a URL the Scaleway SDK accepts: {api_url!r}")
         if logs_url is not None:
             logs_url = _http_url("logs_url", logs_url)
@@ -148,7 +151,7 @@ def _check_credentials(
             "access_key: no Scaleway access key (pass access_key=, set SCW_ACCESS_KEY "
             "or the scw config file)"
         )
-    if not is_access_key(access_key):
+    if not scw_checks.is_access_key(access_key):
         raise ConfigError(
             f"access_key: {access_key!r} is not a Scaleway access key (SCW + 17 of A-Z, 0-9)"
         )
@@ -157,7 +160,7 @@ def _check_credentials(
             "secret_key: no Scaleway secret key (pass secret_key=, set SCW_SECRET_KEY "
             "or the scw config file)"
         )
-    if not is_secret_key(secret_key):
+    if not scw_checks.is_secret_key(secret_key):
         # Never echo it: a malformed secret key is still someone's secret.
         raise ConfigError("secret_key: not a Scaleway secret key (a UUID)")
     if not project_id:
@@ -165,7 +168,7 @@ def _check_credentials(
             "project_id: no Scaleway project (pass project_id=, set "
             "SCW_DEFAULT_PROJECT_ID or the scw config file)"
         )
-    if not is_project_id(project_id):
+    if not scw_checks.is_project_id(project_id):
         raise ConfigError(f"project_id: {project_id!r} is not a project id (a UUID)")
     return access_key, secret_key, project_id
 
@@ -177,23 +180,25 @@ def _profile() -> Client:
     file and hides a broken one; here a missing file is normal and a broken one is a
     ConfigError naming it.
     """
-    path = Client.get_default_config_file_path()
+    path = scaleway_core_client.Client.get_default_config_file_path()
     if not os.path.isfile(path):  # noqa: PTH113 - the SDK hands us a str path
-        return Client.from_env()
+        return scaleway_core_client.Client.from_env()
     try:
-        from_file = Client.from_config_file(path, os.environ.get("SCW_PROFILE", "default"))
+        from_file = scaleway_core_client.Client.from_config_file(
+            path, os.environ.get("SCW_PROFILE", "default")
+        )
     except Exception as exc:  # noqa: BLE001 - yaml, OS and the SDK's own errors alike
         # A YAML error quotes the file, keys included: only the SDK's own words are shown.
         detail = str(exc) if type(exc) is ValueError else type(exc).__name__
         raise ConfigError(f"SCW_CONFIG_PATH: cannot use scw config file {path}: {detail}") from None
-    profile = Client.from_env(force_none=True)
+    profile = scaleway_core_client.Client.from_env(force_none=True)
     profile.merge(from_file)
     return profile
 
 
 def make_client(settings: Settings) -> Client:
     """Return an SDK client for ``settings``; the SDK's own checks become ConfigError."""
-    client = Client(
+    client = scaleway_core_client.Client(
         access_key=settings.access_key,
         secret_key=settings.secret_key,
         default_project_id=settings.project_id,

@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scaleway.jobs.v1alpha2 import RetryPolicy as ScwRetryPolicy  # type: ignore[import-untyped, unused-ignore]
-
-from jobrelay.backend import paginate
+from jobrelay.backend import lazy_import, paginate
 from jobrelay_scaleway._plan import Plan, definition_description, definition_identity, owns
 from jobrelay_scaleway._runs import PAGE_SIZE, next_page
+
+if TYPE_CHECKING:
+    import scaleway.jobs.v1alpha2 as scw_jobs  # type: ignore[import-untyped, unused-ignore]
+else:
+    scw_jobs = lazy_import("scaleway.jobs.v1alpha2")
 
 __all__ = ["DefinitionRegistry"]
 
@@ -99,7 +102,7 @@ class DefinitionRegistry:
             image_uri=shape["image_uri"],
             startup_command=shape["startup_command"] or None,
             job_timeout=shape["job_timeout"],
-            retry_policy=ScwRetryPolicy(max_retries=shape["max_retries"]),
+            retry_policy=scw_jobs.RetryPolicy(max_retries=shape["max_retries"]),
         )
         logger.info("created job definition %s (%s)", definition.id, name)
         return str(definition.id)

@@ -10,11 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
-
-from scaleway.cockpit.v1 import CockpitV1RegionalAPI  # type: ignore[import-untyped, unused-ignore]
-from scaleway.jobs.v1alpha2 import JobsV1Alpha2API  # type: ignore[import-untyped, unused-ignore]
-from scaleway_core.api import ScalewayException
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobrelay import (
     Capabilities,
@@ -33,7 +29,7 @@ from jobrelay import (
     SystemClock,
     TransientExecutorError,
 )
-from jobrelay.backend import duration_of, make_result, wait_until_terminal
+from jobrelay.backend import duration_of, lazy_import, make_result, wait_until_terminal
 from jobrelay.labels import JOB_ID, OWNER
 from jobrelay_scaleway._config import Settings, make_client
 from jobrelay_scaleway._definitions import DefinitionRegistry
@@ -51,7 +47,18 @@ from jobrelay_scaleway._plan import (
 from jobrelay_scaleway._prices import PriceTable, load_prices
 from jobrelay_scaleway._runs import KeyedLocks, runs_since
 from jobrelay_scaleway._status import ACTIVE_STATES, run_status
-from jobrelay_scaleway._transport import TABLE, Transport, status_of
+from jobrelay_scaleway._transport import Transport, error_table, status_of
+
+if TYPE_CHECKING:
+    import scaleway.cockpit.v1 as scw_cockpit  # type: ignore[import-untyped, unused-ignore]
+    import scaleway.jobs.v1alpha2 as scw_jobs  # type: ignore[import-untyped, unused-ignore]
+    import scaleway_core.api as scaleway_core_api
+else:
+    # The SDK is imported by the constructor, not by importing this package: a
+    # Router that only lists this executor pays nothing for it.
+    scw_cockpit = lazy_import("scaleway.cockpit.v1")
+    scw_jobs = lazy_import("scaleway.jobs.v1alpha2")
+    scaleway_core_api = lazy_import("scaleway_core.api")
 
 __all__ = ["ScalewayExecutor"]
 
@@ -154,9 +161,9 @@ class ScalewayExecutor:
         client = make_client(settings)
         self._transport = Transport(settings.timeout)
         self._health_transport = Transport(settings.health_timeout)
-        self._jobs = self._transport.bind(JobsV1Alpha2API(client))
-        self._health_jobs = self._health_transport.bind(JobsV1Alpha2API(client))
-        self._cockpit = self._transport.bind(CockpitV1RegionalAPI(client))
+        self._jobs = self._transport.bind(scw_jobs.JobsV1Alpha2API(client))
+        self._health_jobs = self._health_transport.bind(scw_jobs.JobsV1Alpha2API(client))
+        self._cockpit = self._transport.bind(scw_cockpit.CockpitV1RegionalAPI(client))
         self._definitions = DefinitionRegistry(
             api=self._jobs,
             project_id=settings.project_id,
@@ -208,14 +215,15 @@ class ScalewayExecutor:
         known = self._job_secrets.get(job_id, ()) if job_id is not None else ()
         hidden = (*self._settings.secrets, *known, *secrets)
         allowed = set(tolerate)
+        table = error_table()
 
         def once() -> Any:
-            with TABLE.mapped(
+            with table.mapped(
                 action, executor=self.name, job_id=job_id, launching=launching, secrets=hidden
             ):
                 try:
                     return method(**kwargs)
-                except ScalewayException as exc:
+                except scaleway_core_api.ScalewayException as exc:
                     if status_of(exc) in allowed:
                         return None
                     raise

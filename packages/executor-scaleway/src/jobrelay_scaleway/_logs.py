@@ -11,14 +11,16 @@ import string
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import requests
 
 from jobrelay import Clock, Execution, LogLine, Logs
 from jobrelay.backend import follow_logs
 from jobrelay_scaleway._transport import EmptyReplyError
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["DEFAULT_SELECTOR", "Cursor", "LogLineAt", "LokiReader", "RunOutput"]
 

@@ -11,26 +11,35 @@ the SDK (paths, marshalling, unmarshalling) as generated.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import requests
-from requests.adapters import HTTPAdapter
-from scaleway_core.api import API, ScalewayException
-from scaleway_core.client import Client
+from jobrelay.backend import ErrorTable, lazy_import
 
-from jobrelay.backend import ErrorTable
+if TYPE_CHECKING:
+    import requests
+    import requests.adapters as requests_adapters
+    import scaleway_core.api as scaleway_core_api
+    from scaleway_core.api import API
+    from scaleway_core.client import Client
+else:
+    # Imported when the first Transport is made or the first error is mapped,
+    # never by importing jobrelay_scaleway.
+    requests = lazy_import("requests")
+    requests_adapters = lazy_import("requests.adapters")
+    scaleway_core_api = lazy_import("scaleway_core.api")
 
-__all__ = ["TABLE", "EmptyReplyError", "Transport", "error_type", "status_of"]
+__all__ = ["EmptyReplyError", "Transport", "error_table", "error_type", "status_of"]
 
 logger = logging.getLogger("jobrelay.scaleway.http")
 
 CONNECT_TIMEOUT = 5.0
 
-ApiT = TypeVar("ApiT", bound=API)
+ApiT = TypeVar("ApiT", bound="API")
 
 
 class EmptyReplyError(Exception):
@@ -51,7 +60,7 @@ class Transport:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        adapter = requests_adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -121,7 +130,7 @@ class Transport:
             (time.monotonic() - started) * 1000,
         )
         if response.status_code >= 400:
-            raise ScalewayException(response)
+            raise scaleway_core_api.ScalewayException(response)
         if response.status_code != 204 and method != "DELETE":
             try:
                 decoded = response.json()
@@ -143,7 +152,7 @@ class Transport:
 
 def status_of(exc: BaseException) -> int | None:
     """Return the HTTP status an SDK or requests error carries, if any."""
-    if isinstance(exc, ScalewayException):
+    if isinstance(exc, scaleway_core_api.ScalewayException):
         return int(exc.response.status_code)
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return int(exc.response.status_code)
@@ -196,9 +205,15 @@ def _describe(exc: BaseException) -> str:
     return " ".join(part for part in parts if part)
 
 
-TABLE = ErrorTable(
-    backend="scaleway",
-    catch=(ScalewayException, requests.RequestException, EmptyReplyError),
-    transient=_transient,
-    describe=_describe,
-)
+@functools.cache
+def error_table() -> ErrorTable:
+    """Return the table mapping SDK, requests and empty-reply errors to jobrelay's.
+
+    Built on first use: its exception classes come from the SDK and requests.
+    """
+    return ErrorTable(
+        backend="scaleway",
+        catch=(scaleway_core_api.ScalewayException, requests.RequestException, EmptyReplyError),
+        transient=_transient,
+        describe=_describe,
+    )
