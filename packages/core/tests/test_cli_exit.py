@@ -68,3 +68,19 @@ def test_run_times_out_a_mock_job_with_124_and_keeps_its_output() -> None:
     assert proc.stdout == "partial\n"
     assert "timed_out on mock" in proc.stderr
     assert "timed out after 2.0s" in proc.stderr
+
+
+def test_exit_now_runs_threadings_exit_hooks_then_atexit() -> None:
+    # Where plugins flush: threading's hooks come first (async filesystems still work
+    # there), atexit after, as at any interpreter exit.
+    proc = python(
+        """
+        import atexit, threading
+        from jobrelay._cli import exit_now
+        atexit.register(lambda: print("atexit"))
+        threading._register_atexit(lambda: print("threading hook"))
+        exit_now(0)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "threading hook\natexit\n"

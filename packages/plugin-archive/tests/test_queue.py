@@ -188,9 +188,15 @@ print(archive.stats().pending, flush=True)
 """
 
 
-def test_interpreter_exit_flushes_a_full_queue(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "ending",
+    ["", "from jobrelay._cli import exit_now\nexit_now(0)\n"],
+    ids=["python-exit", "jobrelay-command-exit"],
+)
+def test_interpreter_exit_flushes_a_full_queue(tmp_path: Path, ending: str) -> None:
+    # The `jobrelay` command ends through exit_now (no module teardown): the same flush.
     script = tmp_path / "exit_script.py"
-    script.write_text(textwrap.dedent(EXIT_SCRIPT))
+    script.write_text(textwrap.dedent(EXIT_SCRIPT) + ending)
     root = tmp_path / "archive"
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     env.pop("JOBRELAY_ARCHIVE_URL", None)

@@ -128,14 +128,15 @@ def exit_now(code: int) -> NoReturn:
 
     With docker-py and its HTTP stack loaded, tearing down every module at exit takes
     longer than a short job's whole bookkeeping (70 ms here). What matters of the
-    exit still happens, in Python's order: if a non-daemon thread still runs, this
-    is the ordinary ``sys.exit`` (which waits for it); otherwise the ``atexit``
-    handlers run (plugins flush their archives and telemetry there, logging shuts
-    down), stdout and stderr are flushed, and only then the process ends.
+    exit still happens, in Python's order: threading's exit hooks run and non-daemon
+    threads are waited for (``threading._shutdown``, as the interpreter calls it),
+    then the ``atexit`` handlers (plugins flush their archives and telemetry in
+    either), stdout and stderr are flushed, and only then the process ends.
     """
-    main_thread = threading.main_thread()
-    if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is None:  # another Python's threading: the ordinary exit
         sys.exit(code)
+    shutdown()
     atexit._run_exitfuncs()  # noqa: SLF001 - what interpreter exit calls, exactly
     flushed = [_flushed(stream) for stream in (sys.stdout, sys.stderr)]
     os._exit(code if all(flushed) else code or 1)
