@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures as cf
 import contextvars
 import threading
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +28,7 @@ from jobrelay import (
     JobResult,
     JobSpec,
     JobState,
+    JobStatus,
     JobTimeoutError,
     ManualClock,
     NoExecutorAvailableError,
@@ -177,6 +179,43 @@ def test_a_harvest_past_its_budget_leaves_the_workload_for_reconcile(clock: Manu
                 handle.execution.execution_id
             ]
             assert adopted[0].result(10).exit_code == 5
+
+
+class Unreachable(MockExecutor):
+    """A backend whose status cannot be read while ``down``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.down = False
+
+    def statuses(self, executions: Iterable[Execution]) -> Mapping[str, JobStatus]:
+        if self.down:
+            raise TransientExecutorError("daemon unreachable", executor=self.name)
+        return super().statuses(executions)
+
+
+def test_a_job_whose_status_stays_unreadable_ends_lost_and_is_left_for_reconcile(
+    clock: ManualClock,
+) -> None:
+    mock = Unreachable(clock=clock, remove_on_harvest=False)
+    with router_for(mock, clock) as router:
+        runner = Runner(router, clock=clock, harvest_timeout=120, poll_interval=5)
+        handle = runner.submit(job(labels={"mock.duration": "600", "mock.exit-code": "4"}))
+        assert handle.wait_launched(10) is not None
+        mock.down = True
+        with pytest.raises(TransientExecutorError, match="daemon unreachable"):
+            handle.result(10)  # it ends: the backend is not waited for for ever
+        status = handle.status()
+        assert status.state is JobState.LOST
+        assert "status unreadable for 120s, workload left for reconcile" in str(status.reason)
+        runner.shutdown()
+        assert not mock.calls("cancel")
+        assert not mock.calls("cleanup")
+        # The backend answers again: a new Runner adopts it and gets the real end.
+        mock.down = False
+        with Runner(router, clock=clock) as later:
+            [adopted] = later.reconcile()
+            assert adopted.result(10).exit_code == 4
 
 
 class LostReply(MockExecutor):

@@ -13,6 +13,10 @@ lost, never leaked" asks of it:
 - a harvest that cannot reach the backend is retried with backoff for
   ``harvest_timeout`` seconds; nothing is cleaned up after a failed harvest, so the
   workload stays for :meth:`Runner.reconcile`;
+- so is a running job whose status cannot be read: after ``harvest_timeout`` seconds
+  of failed sweeps its handle ends with the error (``LOST``: the outcome is unknown
+  here; the workload is left for reconcile) rather than waiting for ever on a
+  backend gone for good;
 - cleanup is the executor's harvest policy (``remove_on_harvest``, ``keep_failed``):
   the Runner never overrides it.
 """
@@ -98,8 +102,9 @@ class Runner:
         budget: stop launching once the estimated spend would pass it (a
             :class:`~jobrelay.Cost` or ``"25 EUR"``); queued jobs then end FAILED.
         clock: time source; a :class:`~jobrelay.ManualClock` makes it simulated.
-        harvest_timeout: seconds a harvest (or a launch whose outcome is unknown) is
-            retried while the backend cannot be reached.
+        harvest_timeout: seconds a harvest (or a launch whose outcome is unknown, or
+            the status of a running job) is retried while the backend cannot be
+            reached.
         retry_on: end states after which a job with ``max_retries`` is tried again.
         retry_backoff: seconds before the first Runner-side retry (doubling).
         expected_duration: seconds a job without ``timeout`` is priced at for the budget.
@@ -664,13 +669,27 @@ class Runner:
                 statuses = self.router.executor(name).statuses(executions)
             except Exception as exc:  # noqa: BLE001 - a failed sweep is retried next tick
                 logger.warning("status sweep of %s failed, will retry: %s", name, exc)
+                changed = self._unseen(pairs, exc, now) or changed
                 continue
             for handle, record in pairs:
                 assert record.execution is not None  # noqa: S101
+                record.failing_since = None
                 status = statuses.get(record.execution.execution_id)
                 if status is not None and self._observe(handle, record, status, now):
                     changed = True
         return changed
+
+    def _unseen(self, pairs: list[tuple[JobHandle, JobRecord]], exc: Exception, now: float) -> bool:
+        """Count a failed sweep against each job; give up on those past the budget."""
+        gave_up = False
+        for handle, record in pairs:
+            if record.failing_since is None:
+                record.failing_since = now
+            elif now - record.failing_since >= self.harvest_timeout:
+                what = f"status unreadable for {self.harvest_timeout:g}s"
+                self._give_up(handle, record, exc, what=what)
+                gave_up = True
+        return gave_up
 
     def _observe(self, handle: JobHandle, record: JobRecord, status: JobStatus, now: float) -> bool:
         assert record.execution is not None  # noqa: S101
@@ -816,13 +835,24 @@ class Runner:
         )
         return True
 
-    def _give_up(self, handle: JobHandle, record: JobRecord, exc: BaseException) -> None:
-        """The harvest cannot be done: leave the workload for reconcile, report what was seen."""
+    def _give_up(
+        self,
+        handle: JobHandle,
+        record: JobRecord,
+        exc: BaseException,
+        *,
+        what: str = "harvest failed",
+    ) -> None:
+        """The backend cannot be reached: leave the workload for reconcile, say what was seen.
+
+        The status is the last one seen if it was an end, else LOST (as when a node
+        stops reporting on a scheduler: the outcome is unknown here).
+        """
         execution = record.execution
         assert execution is not None  # noqa: S101
         text = self._scrub(record, str(exc))
         seen = record.status if record.status.is_terminal else JobStatus(JobState.LOST)
-        status = attrs.evolve(seen, reason=f"harvest failed, workload left for reconcile: {text}")
+        status = attrs.evolve(seen, reason=f"{what}, workload left for reconcile: {text}")
         result = JobResult(
             execution, status, Logs(truncated=True), job=record.job, attempts=record.attempt
         )
