@@ -363,6 +363,51 @@ def test_daemon_down_mid_run(
     assert_no_canary(texts)
 
 
+def test_daemon_gone_past_the_budget_ends_jobs_lost_then_reconcile_finds_them(
+    fresh: PrivateDockerd,
+) -> None:
+    tag = f"gone-{uuid.uuid4().hex[:6]}"
+    jobs = [
+        JobSpec(
+            IMAGE,
+            ["sh", "-c", "echo begin; sleep 120"],
+            job_id=f"{tag}-{index}",
+            name=f"gone-{index}",
+            labels=RUN_LABELS,
+        )
+        for index in range(3)
+    ]
+    with make_executor(
+        base_url=fresh.url, name="docker", timeout=2, start_grace=START_GRACE
+    ) as executor:
+        router = Router({"docker": {"instance": executor}}, default="docker")
+        runner = Runner(router, max_workers=4, poll_interval=0.2, harvest_timeout=4)
+        handles = [runner.submit(job) for job in jobs]
+        for handle in handles:
+            execution = handle.wait_launched(30)
+            assert execution is not None
+            wait_running(executor, execution)
+        fresh.kill(signal.SIGKILL)  # and it stays down past the budget
+        settle(handles, 60)
+        assert all(handle.done() for handle in handles), "a job waits for ever on a dead daemon"
+        for handle in handles:
+            status = handle.status()
+            assert status.state is JobState.LOST, status
+            assert "status unreadable for 4s, workload left for reconcile" in str(status.reason)
+            assert error_of(handle) is not None
+        runner.shutdown(wait=True)
+        fresh.start()
+        adopted = final_reconcile(executor)
+    # Nothing was removed or lost meanwhile: the restarted daemon's record of each run
+    # (killed with it: 137, logs not vouched for) is what reconcile reports.
+    assert sorted(handle.job_id for handle in adopted) == sorted(job.job_id for job in jobs)
+    for handle in adopted:
+        result = handle.result(0)
+        assert (result.state, result.exit_code) == (JobState.FAILED, 137), result.status
+        assert result.logs.truncated
+    assert managed_containers(fresh) == []
+
+
 # -- the launching process dies --------------------------------------------------------
 
 LAUNCHER = textwrap.dedent(
