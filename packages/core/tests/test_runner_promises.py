@@ -30,6 +30,7 @@ from jobrelay import (
     JobState,
     JobStatus,
     JobTimeoutError,
+    LaunchError,
     ManualClock,
     NoExecutorAvailableError,
     Progress,
@@ -430,6 +431,46 @@ def test_budget_stops_launching_at_the_right_job(clock: ManualClock) -> None:
     assert "budget exhausted" in str(results[2].status.reason)
     assert len(mock.calls("launch")) == 2
     assert seen[-1].spent == Cost(Decimal(1), "EUR", Decimal(0), "runner")
+
+
+def test_launches_that_fail_give_their_reservation_back(clock: ManualClock) -> None:
+    mock = MockExecutor(clock=clock, cost_per_hour=Decimal(1), currency="EUR")
+    refused = [job(timeout=1800, labels={"mock.fail-launch": "no room"}) for _ in range(3)]
+    with router_for(mock, clock) as router:
+        runner = Runner(router, clock=clock, max_workers=1, budget="1 EUR")
+        assert [r.state for r in runner.run(refused)] == [JobState.FAILED] * 3
+        assert runner.progress().spent == Cost(Decimal(0), "EUR", Decimal(0), "runner")
+        [result] = runner.run([job(timeout=1800)])  # the whole budget is still there
+        runner.shutdown()
+    assert result.state is JobState.SUCCEEDED
+
+
+class Refuses(MockExecutor):
+    def launch(self, job: JobSpec) -> Execution:
+        raise LaunchError("no capacity in this zone", executor=self.name, job_id=job.job_id)
+
+
+def test_a_job_priced_on_one_executor_and_launched_on_another_holds_the_real_estimate(
+    clock: ManualClock,
+) -> None:
+    cheap = Refuses(name="cheap", clock=clock, cost_per_hour=Decimal("0.2"), currency="EUR")
+    dear = MockExecutor(name="dear", clock=clock, cost_per_hour=Decimal(1), currency="EUR")
+    router = Router(
+        {"cheap": {"instance": cheap}, "dear": {"instance": dear}},
+        default="cheap",
+        fallback=["dear"],
+        clock=clock,
+        retry=RetryPolicy(attempts=1),
+    )
+    with router:
+        runner = Runner(router, clock=clock, budget="1 EUR")
+        handle = runner.submit(job(timeout=1800, labels={"mock.duration": FOREVER}))
+        execution = handle.wait_launched(10)
+        assert execution is not None
+        assert execution.executor == "dear"
+        # Reserved at dear's price (0.5 EUR for its half-hour timeout), not cheap's 0.1.
+        assert runner.progress().spent == Cost(Decimal("0.5"), "EUR", Decimal(0), "runner")
+        runner.shutdown(cancel=True)
 
 
 def test_budget_in_another_currency_is_a_config_error(clock: ManualClock) -> None:

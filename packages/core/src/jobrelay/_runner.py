@@ -271,6 +271,7 @@ class Runner:
             self._queue.remove(handle)
         self._launching.discard(handle)
         self._waiting.discard(handle)
+        self._release_estimate(record)
         record.status = JobStatus(JobState.CANCELLED, reason="cancelled before launch")
         record.failure_result = JobResult(
             Execution("", "", record.job_id, to_datetime(self.clock.time())),
@@ -523,10 +524,12 @@ class Runner:
             self._notify_progress()
             return
         try:
-            self._check_budget(record, job)
+            priced_on = self._check_budget(record, job)
             # A launch pinned after an unknown outcome may have taken effect there: ask
             # the same executor again (idempotent by job id), never another one.
             execution = self.router.launch(job, record.context, only=record.pinned)
+            if priced_on is not None and execution.executor != priced_on:
+                self._reprice(record, job, execution.executor)
         except NoExecutorAvailableError as exc:
             if self._wait_for_executor(handle, record, exc):
                 return
@@ -592,15 +595,48 @@ class Runner:
         self._wakeup.set()
         return True
 
-    def _check_budget(self, record: JobRecord, job: JobSpec) -> None:
+    def _check_budget(self, record: JobRecord, job: JobSpec) -> str | None:
+        """Reserve the job's estimate where it will be routed; return that executor.
+
+        A launch tried again (after waiting, or an unknown outcome) reserves afresh:
+        what an earlier try reserved is released first.
+        """
         if self._budget is None:
-            return
+            return None
+        self._release_estimate(record)
         decision = self.router.route(job, record.context)
         duration = job.timeout if job.timeout is not None else self.expected_duration
         estimate = self.router.estimate(decision.executor, job, duration)
         if estimate is not None:
             self._budget.reserve(estimate, executor=decision.executor, job_id=job.job_id)
             record.estimate = estimate
+        return decision.executor
+
+    def _reprice(self, record: JobRecord, job: JobSpec, executor: str) -> None:
+        """The launch went elsewhere than priced (a candidate refused): hold its estimate."""
+        assert self._budget is not None  # noqa: S101
+        duration = job.timeout if job.timeout is not None else self.expected_duration
+        estimate = self.router.estimate(executor, job, duration)
+        reserved = record.estimate
+        if reserved is not None and (estimate is None or estimate.currency == reserved.currency):
+            self._budget.settle(reserved, estimate)  # the job runs: its estimate is spent
+            record.estimate = estimate
+        spent = self._budget.spent()
+        if spent.amount > self._budget.limit.amount:
+            logger.warning(
+                "job %s was priced on another executor than %r, where it launched: the "
+                "estimated spend is now %s, past the budget of %s",
+                job.job_id,
+                executor,
+                spent.amount,
+                self._budget.limit,
+            )
+
+    def _release_estimate(self, record: JobRecord) -> None:
+        """Give back what a launch that did not happen reserved."""
+        if self._budget is not None and record.estimate is not None:
+            self._budget.settle(record.estimate, None)
+            record.estimate = None
 
     def _settle_later(
         self, handle: JobHandle, record: JobRecord, exc: TransientExecutorError
@@ -636,6 +672,7 @@ class Runner:
             job_id=record.job_id,
             launched_at=now,
         )
+        self._release_estimate(record)
         with self._lock:
             self._launching.discard(handle)
             self._waiting.discard(handle)
