@@ -17,11 +17,13 @@ pass by skipping the real thing.
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -71,6 +73,29 @@ def docker_api() -> Iterator[docker.APIClient]:
     for summary in api.containers(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"}):
         api.remove_container(summary["Id"], force=True, v=True)
     api.close()
+
+
+@pytest.fixture(scope="session")
+def tls_dir(docker_api: docker.APIClient) -> Path:  # noqa: ARG001
+    """The CA and client certificate CI generated, once the TLS listener answers."""
+    missing = [name for name in ("ca.pem", "cert.pem", "key.pem") if not (TLS_DIR / name).is_file()]
+    if missing:
+        unavailable(f"TLS material in {TLS_DIR}", f"missing {missing}")
+    address = urlsplit(TLS_URL)
+    try:
+        socket.create_connection((address.hostname, address.port or 2376), timeout=2).close()
+    except OSError as exc:
+        unavailable(f"the daemon's TLS listener {TLS_URL}", exc)
+    return TLS_DIR
+
+
+def client_tls(tls_dir: Path) -> dict[str, str]:
+    """The ``tls`` setting of an executor that talks to the TLS listener as our client."""
+    return {
+        "ca_cert": str(tls_dir / "ca.pem"),
+        "client_cert": str(tls_dir / "cert.pem"),
+        "client_key": str(tls_dir / "key.pem"),
+    }
 
 
 def make_executor(**config: Any) -> DockerExecutor:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import docker
 import pytest
 
-from conftest import IMAGE, RUN_LABELS, TLS_DIR, TLS_URL, unavailable
+from conftest import IMAGE, RUN_LABELS, TLS_URL, client_tls
 from jobrelay import Execution, JobSpec, JobState
 from jobrelay.errors import ExecutorError, LaunchError, TransientExecutorError
 from jobrelay_docker import DockerExecutor, TLSConfig
@@ -19,26 +17,8 @@ from jobrelay_docker import DockerExecutor, TLSConfig
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="session")
-def tls_dir(docker_api: docker.APIClient) -> Path:  # noqa: ARG001
-    """The CA and client certificate CI generated, once the TLS listener answers."""
-    missing = [name for name in ("ca.pem", "cert.pem", "key.pem") if not (TLS_DIR / name).is_file()]
-    if missing:
-        unavailable(f"TLS material in {TLS_DIR}", f"missing {missing}")
-    address = urlsplit(TLS_URL)
-    try:
-        socket.create_connection((address.hostname, address.port or 2376), timeout=2).close()
-    except OSError as exc:
-        unavailable(f"the daemon's TLS listener {TLS_URL}", exc)
-    return TLS_DIR
-
-
 def test_tls_with_client_certificate(tls_dir: Path) -> None:
-    tls = {
-        "ca_cert": str(tls_dir / "ca.pem"),
-        "client_cert": str(tls_dir / "cert.pem"),
-        "client_key": str(tls_dir / "key.pem"),
-    }
+    tls = client_tls(tls_dir)
     with DockerExecutor(
         base_url=TLS_URL, tls=tls, pull_policy="never", stop_grace=1, labels=RUN_LABELS
     ) as executor:

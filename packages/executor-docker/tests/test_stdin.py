@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import docker
 import pytest
 
-from conftest import IMAGE, RUN_LABELS, TLS_DIR, TLS_URL, make_executor, unavailable, wait_terminal
+from conftest import IMAGE, RUN_LABELS, TLS_URL, client_tls, make_executor, wait_terminal
 from jobrelay import Capabilities, Execution, JobSpec, JobState, StdinFeeder
 from jobrelay.errors import ExecutorError
 from jobrelay_docker import DockerExecutor
@@ -151,26 +149,8 @@ def test_a_chunk_that_is_not_bytes_is_refused(executor: DockerExecutor, run: Run
     assert (result.state, result.logs.stdout) == (JobState.SUCCEEDED, "kept\n")
 
 
-@pytest.fixture(scope="module")
-def tls_dir(docker_api: docker.APIClient) -> Path:  # noqa: ARG001
-    """The CA and client certificate CI generated, once the TLS listener answers."""
-    missing = [name for name in ("ca.pem", "cert.pem", "key.pem") if not (TLS_DIR / name).is_file()]
-    if missing:
-        unavailable(f"TLS material in {TLS_DIR}", f"missing {missing}")
-    address = urlsplit(TLS_URL)
-    try:
-        socket.create_connection((address.hostname, address.port or 2376), timeout=2).close()
-    except OSError as exc:
-        unavailable(f"the daemon's TLS listener {TLS_URL}", exc)
-    return TLS_DIR
-
-
 def test_stdin_over_tls(tls_dir: Path) -> None:
-    tls = {
-        "ca_cert": str(tls_dir / "ca.pem"),
-        "client_cert": str(tls_dir / "cert.pem"),
-        "client_key": str(tls_dir / "key.pem"),
-    }
+    tls = client_tls(tls_dir)
     with DockerExecutor(
         base_url=TLS_URL, tls=tls, pull_policy="never", stop_grace=1, labels=RUN_LABELS
     ) as executor:
