@@ -103,6 +103,7 @@ TESTING = [
     "OUT_MARKER",
     "ExecutorConformance",
     "Scenario",
+    "in_fresh_interpreter",
     "wait_for_state",
 ]
 

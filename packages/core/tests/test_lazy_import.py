@@ -61,3 +61,20 @@ def test_a_missing_module_raises_at_each_use_not_at_the_stand_in() -> None:
     for _ in range(2):
         with pytest.raises(ModuleNotFoundError, match="no_such_sdk_for_jobrelay"):
             _ = missing.Client
+
+
+def test_in_fresh_interpreter_returns_the_result_and_fails_with_stderr() -> None:
+    from jobrelay.testing import in_fresh_interpreter  # noqa: PLC0415 - the kit needs pytest
+
+    seen = in_fresh_interpreter(
+        """
+        import os
+        from jobrelay.backend import lazy_import
+        fractions = lazy_import("fractions")
+        result = [loaded("fractions"), os.environ["JOBRELAY_T"]]
+        """,
+        env={"JOBRELAY_T": "given"},
+    )
+    assert seen == [[], "given"]
+    with pytest.raises(AssertionError, match="ZeroDivisionError"):
+        in_fresh_interpreter("result = 1 / 0")

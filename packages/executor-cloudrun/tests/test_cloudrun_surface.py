@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 
 import jobrelay_cloudrun
 from jobrelay import load_executor_class
+from jobrelay.testing import in_fresh_interpreter
 from jobrelay_cloudrun import CloudRunExecutor
 
 
@@ -42,55 +41,39 @@ def test_discovery_does_not_import_google_clients() -> None:
 _SDK = ("google", "grpc", "proto", "requests", "urllib3")
 
 
-def _fresh_interpreter(code: str, **env: str) -> str:
-    """Run ``code`` in a new interpreter, as a user's command gets it; return its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_importing_the_package_imports_no_sdk() -> None:
-    code = (
-        "import inspect, json, sys\n"
-        "import jobrelay, jobrelay_cloudrun\n"
-        "from jobrelay_cloudrun import CloudRunExecutor\n"
-        "loaded = jobrelay.load_executor_class('cloudrun')\n"
-        "parameters = list(inspect.signature(loaded).parameters)\n"
-        "print(json.dumps({\n"
-        "    'same': loaded is CloudRunExecutor,\n"
-        "    'parameters': parameters,\n"
-        f"    'sdk': sorted(m for m in sys.modules if m.split('.')[0] in {_SDK!r}),\n"
-        "}))\n"
+    same, parameters, sdk = in_fresh_interpreter(
+        f"""
+        import inspect
+        import jobrelay, jobrelay_cloudrun
+        from jobrelay_cloudrun import CloudRunExecutor
+        loaded_class = jobrelay.load_executor_class("cloudrun")
+        parameters = list(inspect.signature(loaded_class).parameters)
+        result = [loaded_class is CloudRunExecutor, parameters, loaded(*{_SDK!r})]
+        """
     )
-    found = json.loads(_fresh_interpreter(code))
-    assert found["sdk"] == []
-    assert found["same"] is True
-    assert found["parameters"][:4] == ["project", "region", "credentials", "api_endpoint"]
+    assert sdk == []
+    assert same is True
+    assert parameters[:4] == ["project", "region", "credentials", "api_endpoint"]
 
 
 def test_constructing_imports_google_auth_and_checks_credentials() -> None:
     # No credentials given and none to find: google-auth's own error, reached through
     # the lazy modules in a fresh interpreter, becomes the ConfigError naming the argument.
-    code = (
-        "from jobrelay import ConfigError\n"
-        "from jobrelay_cloudrun import CloudRunExecutor\n"
-        "try:\n"
-        "    CloudRunExecutor('my-project', 'europe-west1')\n"
-        "except ConfigError as error:\n"
-        "    print(error)\n"
-    )
-    out = _fresh_interpreter(
-        code,
-        GOOGLE_APPLICATION_CREDENTIALS="/nonexistent/jobrelay-test-creds.json",
-        GCE_METADATA_HOST="127.0.0.1:9",
-        GCE_METADATA_IP="127.0.0.1:9",
+    out = in_fresh_interpreter(
+        """
+        from jobrelay import ConfigError
+        from jobrelay_cloudrun import CloudRunExecutor
+        try:
+            CloudRunExecutor("my-project", "europe-west1")
+        except ConfigError as error:
+            result = str(error)
+        """,
+        env={
+            "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/jobrelay-test-creds.json",
+            "GCE_METADATA_HOST": "127.0.0.1:9",
+            "GCE_METADATA_IP": "127.0.0.1:9",
+        },
     )
     assert out.startswith("credentials: none given and none found: ")
     assert "/nonexistent/jobrelay-test-creds.json" in out
