@@ -201,14 +201,14 @@ def test_a_job_whose_status_stays_unreadable_ends_lost_and_is_left_for_reconcile
     mock = Unreachable(clock=clock, remove_on_harvest=False)
     with router_for(mock, clock) as router:
         runner = Runner(router, clock=clock, harvest_timeout=120, poll_interval=5)
+        mock.down = True  # launches still work; no status can be read from the start
         handle = runner.submit(job(labels={"mock.duration": "600", "mock.exit-code": "4"}))
-        assert handle.wait_launched(10) is not None
-        mock.down = True
         with pytest.raises(TransientExecutorError, match="daemon unreachable"):
             handle.result(10)  # it ends: the backend is not waited for for ever
         status = handle.status()
         assert status.state is JobState.LOST
         assert "status unreadable for 120s, workload left for reconcile" in str(status.reason)
+        assert handle.execution is not None  # it was launched, and is not forgotten
         runner.shutdown()
         assert not mock.calls("cancel")
         assert not mock.calls("cleanup")
