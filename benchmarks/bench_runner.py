@@ -91,7 +91,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
 
-    if docker_available():
+    if args.docker_jobs <= 0:
+        print("docker: not asked for (--docker-jobs 0)")
+    elif docker_available():
         baseline = sequential_docker_run(args.docker_jobs)
         ours = runner_docker(args.docker_jobs, args.workers)
         print(
