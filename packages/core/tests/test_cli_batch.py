@@ -137,6 +137,7 @@ def test_two_jobs_with_one_id_are_refused(tmp_path: Path) -> None:
         ('[[jobs]]\nimage = "busybox"\nresources = { memory = "lots" }\n', "jobs[0].resources"),
         ('[[jobs]]\nimage = "busybox"\ncolour = "red"\n', "jobs[0]"),
         ('[[jobs]]\nname = "x"\n', "needs an 'image'"),
+        ('[[jobs]]\nimage = "busybox"\n[[jobs]]\nimage = "b"\nstdin = true\n', "jobs[1].stdin"),
         ("jobs = 3\n", "[[jobs]]"),
     ],
 )

@@ -46,7 +46,8 @@ def load_batch(path: Path) -> list[JobSpec]:
 
     Raises:
         ConfigError: the file is missing, malformed, or two jobs share a ``job_id``.
-        SpecError: a job field is invalid (named ``jobs[i].field``).
+        SpecError: a job field is invalid (named ``jobs[i].field``), or a job asks for
+            ``stdin``, which nothing in a batch could feed.
     """
     if not path.is_file():
         raise ConfigError(f"batch file not found: {path}")
@@ -59,6 +60,12 @@ def load_batch(path: Path) -> list[JobSpec]:
     for index, entry in enumerate(entries):
         if not isinstance(entry, Mapping) or "image" not in entry:
             raise ConfigError(f"{path}: jobs[{index}] needs an 'image'")
+        if entry.get("stdin") is True:
+            # Nothing would ever feed it: `cat` would wait until its timeout.
+            raise SpecError(
+                f"jobs[{index}].stdin",
+                "a batch job has no input to read; stdin is for `jobrelay run` with a pipe",
+            )
         job = _job(path, index, dict(entry))
         if job.job_id in seen:
             raise ConfigError(
