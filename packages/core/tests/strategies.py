@@ -239,6 +239,8 @@ def spec_kwargs(draw: st.DrawFn) -> dict[str, Any]:
     for key, strategy in optional.items():
         if draw(st.booleans()):
             kwargs[key] = draw(strategy)
+    if kwargs.get("stdin"):
+        kwargs.pop("max_retries", None)  # input is sent once: such a job is never retried
     return kwargs
 
 

@@ -32,3 +32,13 @@ def test_stdin_survives_copies_and_takes_part_in_equality() -> None:
     assert JobSpec(**attrs.asdict(job, recurse=False)) == job
     assert attrs.evolve(job, job_id="fed-2").stdin is True
     assert attrs.evolve(job, stdin=False) != job
+
+
+def test_a_job_fed_once_cannot_be_retried() -> None:
+    # A retried attempt would wait for input nobody sends again.
+    with pytest.raises(SpecError, match=r"^stdin: .*cannot be retried") as info:
+        JobSpec("busybox", "cat", stdin=True, max_retries=2)
+    assert info.value.field == "stdin"
+    job = JobSpec("busybox", "cat", stdin=True)
+    with pytest.raises(SpecError):
+        attrs.evolve(job, max_retries=1)

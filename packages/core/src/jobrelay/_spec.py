@@ -388,7 +388,8 @@ class JobSpec:
         stdin: keep the job's standard input open for the input given through the
             executor's ``send_stdin`` (see :class:`~jobrelay.StdinFeeder`); the job
             reads it until the sender closes it. Executors without
-            ``Capabilities.stdin`` ignore it, and the job reads end-of-file.
+            ``Capabilities.stdin`` ignore it, and the job reads end-of-file. Input is
+            sent once: such a job cannot have ``max_retries``.
     """
 
     image: str = attrs.field(converter=_image)
@@ -419,6 +420,13 @@ class JobSpec:
     metadata: Mapping[str, Any] = attrs.field(factory=dict, converter=_metadata, kw_only=True)
     max_retries: int = attrs.field(default=0, converter=_max_retries, kw_only=True)
     stdin: bool = attrs.field(default=False, converter=_stdin, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.stdin and self.max_retries:
+            # A retried attempt would wait for input nobody sends again.
+            raise SpecError(
+                "stdin", "a job that reads its input once cannot be retried: max_retries must be 0"
+            )
 
     def __hash__(self) -> int:
         # Equal specs share a job_id, so hashing the idempotency key agrees with ==;
