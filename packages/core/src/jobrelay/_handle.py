@@ -6,13 +6,15 @@ import concurrent.futures as cf
 import contextvars
 import threading
 from collections.abc import Callable, Generator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
 from jobrelay._models import Cost, Execution, JobResult, JobState, JobStatus
 from jobrelay._spec import JobSpec
 from jobrelay.errors import JobTimeoutError
+
+_T = TypeVar("_T")
 
 __all__ = ["JobHandle", "JobRecord", "Progress"]
 
@@ -156,19 +158,15 @@ class JobHandle:
             JobrelayError: the job could not be launched or harvested.
             JobTimeoutError: ``timeout`` seconds passed first (a ``TimeoutError``).
         """
-        try:
-            return self._record.future.result(timeout)
-        except cf.TimeoutError:
-            raise JobTimeoutError(
-                f"job {self.job_id!r} did not finish within {timeout}s",
-                job_id=self.job_id,
-                timeout=timeout,
-            ) from None
+        return self._waited(self._record.future.result, timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the job; return the error it ended with, or None."""
+        return self._waited(self._record.future.exception, timeout)
+
+    def _waited(self, wait: Callable[[float | None], _T], timeout: float | None) -> _T:
         try:
-            return self._record.future.exception(timeout)
+            return wait(timeout)
         except cf.TimeoutError:
             raise JobTimeoutError(
                 f"job {self.job_id!r} did not finish within {timeout}s",
