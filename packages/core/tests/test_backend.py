@@ -37,6 +37,7 @@ from jobrelay.backend import (
     make_result,
     paginate,
     parse_price,
+    probe_health,
     scrub,
     utc_from_epoch,
     wait_until_terminal,
@@ -113,6 +114,28 @@ def test_error_table_maps_transient_permanent_and_launch_errors() -> None:
     assert (permanent.value.executor, permanent.value.job_id) == ("x", "j")
     with pytest.raises(KeyError), TABLE.mapped("Get", executor="x"):
         raise KeyError("a bug is not a backend failure")
+
+
+def test_error_table_catch_may_be_named_at_the_first_failure() -> None:
+    # The SDK classes of a lazily imported backend: read only when something is raised.
+    asked: list[int] = []
+
+    def catch() -> tuple[type[BaseException], ...]:
+        asked.append(1)
+        return (BackendDownError, RefusedError)
+
+    lazy = ErrorTable(
+        backend="fake", catch=catch, transient=lambda e: isinstance(e, BackendDownError)
+    )
+    with lazy.mapped("Run", executor="x"):
+        pass
+    assert asked == []
+    with pytest.raises(TransientExecutorError), lazy.mapped("Run", executor="x"):
+        raise BackendDownError("503")
+    with pytest.raises(KeyError), lazy.mapped("Run", executor="x"):
+        raise KeyError("a bug is not a backend failure")
+    assert len(asked) == 2
+    assert lazy.caught() == (BackendDownError, RefusedError)
 
 
 def test_error_table_masks_secrets_and_drops_the_cause_that_held_one() -> None:
@@ -223,3 +246,23 @@ def test_price_helpers_parse_amounts_files_and_billed_time(tmp_path: Path) -> No
     assert billed_seconds(3, minimum=Decimal(60)) == 60
     assert billed_seconds(-4) == 0
     assert billed_seconds(61.2) == 62
+
+
+def test_probe_health_times_one_call_and_never_raises_what_it_catches() -> None:
+    healthy = probe_health(lambda: None, answered="the API answered")
+    assert (healthy.healthy, healthy.detail) == (True, "the API answered")
+    assert healthy.latency is not None
+    assert healthy.latency >= 0
+
+    def down() -> None:
+        raise TransientExecutorError("ListJobs failed: connection refused")
+
+    unhealthy = probe_health(down, answered="unused")
+    assert (unhealthy.healthy, unhealthy.detail) == (False, "ListJobs failed: connection refused")
+
+    def bug() -> None:
+        raise KeyError("not an executor error")
+
+    with pytest.raises(KeyError):  # only ``errors`` become an unhealthy answer
+        probe_health(bug, answered="unused")
+    assert not probe_health(bug, answered="unused", errors=Exception).healthy

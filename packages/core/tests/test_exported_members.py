@@ -137,6 +137,7 @@ BACKEND = [
     "make_result",
     "paginate",
     "parse_price",
+    "probe_health",
     "scrub",
     "secret_forms",
     "utc_from_epoch",

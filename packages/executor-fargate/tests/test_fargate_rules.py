@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobrelay import ExecutorError, JobSpec, LaunchError, TransientExecutorError
-from jobrelay_fargate._errors import error_table
+from jobrelay_fargate._errors import TABLE
 from jobrelay_fargate._sizing import _TIERS, MAX_CPU, MAX_MEMORY_MB, fargate_size
 from jobrelay_fargate._tags import MAX_TAGS, client_token, started_by, task_tags
 
@@ -125,9 +125,7 @@ def _client_error(status: int, code: str, message: str = "m") -> ClientError:
 def test_error_mapping(
     error: ClientError | EndpointConnectionError, launch: bool, expected: type[Exception]
 ) -> None:
-    mapped = error_table().translate(
-        error, "RunTask", executor="fargate", job_id="j", launching=launch
-    )
+    mapped = TABLE.translate(error, "RunTask", executor="fargate", job_id="j", launching=launch)
     assert type(mapped) is expected
     assert mapped.executor == "fargate"
     assert mapped.job_id == "j"
@@ -135,7 +133,7 @@ def test_error_mapping(
 
 
 def test_error_message_carries_code_message_and_request_id() -> None:
-    mapped = error_table().translate(
+    mapped = TABLE.translate(
         _client_error(400, "AccessDeniedException", "User is not authorized"),
         "RunTask",
         executor="fargate",

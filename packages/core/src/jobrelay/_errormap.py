@@ -18,6 +18,9 @@ from jobrelay.errors import ExecutorError, LaunchError, TransientExecutorError
 __all__ = ["ErrorTable"]
 
 
+_Caught = tuple[type[BaseException], ...]
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -30,7 +33,9 @@ class ErrorTable:
     Args:
         backend: short word that starts every message (``"cloudrun"``).
         catch: the exception types this backend's client raises; anything else
-            passes through untouched (a bug is not a backend failure).
+            passes through untouched (a bug is not a backend failure). Or a callable
+            returning them, called only when something is raised: the SDK that
+            defines them is then not imported with the backend (see ``lazy_import``).
         transient: ``exc -> bool``, true for passing faults worth retrying
             (throttling, 5xx, connection trouble, timeouts).
         describe: ``exc -> str``, the backend's own words for the failure.
@@ -39,7 +44,7 @@ class ErrorTable:
 
         TABLE = ErrorTable(
             backend="cloudrun",
-            catch=(GoogleAPICallError, requests.RequestException),
+            catch=lambda: (api_exceptions.GoogleAPICallError, requests.RequestException),
             transient=lambda exc: getattr(exc, "code", None) in {429, 503, 504},
         )
 
@@ -48,9 +53,13 @@ class ErrorTable:
     """
 
     backend: str
-    catch: tuple[type[BaseException], ...]
+    catch: _Caught | Callable[[], _Caught]
     transient: Callable[[BaseException], bool]
     describe: Callable[[BaseException], str] = _describe
+
+    def caught(self) -> _Caught:
+        """The exception types translated (``catch``, called if it is a callable)."""
+        return self.catch if isinstance(self.catch, tuple) else self.catch()
 
     def translate(
         self,
@@ -96,7 +105,7 @@ class ErrorTable:
         secrets = tuple(value for value in secrets if value)
         try:
             yield
-        except self.catch as exc:
+        except self.caught() as exc:  # evaluated only when the block raises
             error = self.translate(
                 exc,
                 action,

@@ -1,15 +1,16 @@
-"""What polling backends share: waiting for the end, following logs, paging, results."""
+"""What polling backends share: waiting for the end, following logs, paging, results, health."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TypeVar
 
 from jobrelay._clock import Clock
-from jobrelay._models import Cost, Execution, JobResult, JobStatus, LogLine, Logs
+from jobrelay._models import Cost, Execution, Health, JobResult, JobStatus, LogLine, Logs
 from jobrelay.errors import ExecutorError
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "follow_logs",
     "make_result",
     "paginate",
+    "probe_health",
     "utc_from_epoch",
     "wait_until_terminal",
 ]
@@ -97,6 +99,26 @@ def paginate(
             raise ExecutorError(f"the backend repeated page token {token!r}")
         seen.add(token)
     raise ExecutorError(f"more than {max_pages} pages; giving up")
+
+
+def probe_health(
+    probe: Callable[[], object],
+    *,
+    answered: str,
+    errors: type[BaseException] | tuple[type[BaseException], ...] = ExecutorError,
+) -> Health:
+    """Time one call to the backend and say whether it answered; never raises ``errors``.
+
+    ``probe`` is the cheapest call that proves the backend takes work (a list of one
+    item, with a short deadline). Healthy with ``answered`` as the detail, or unhealthy
+    with the error's text; either way with the call's latency.
+    """
+    started = time.monotonic()
+    try:
+        probe()
+    except errors as exc:
+        return Health(healthy=False, latency=time.monotonic() - started, detail=str(exc))
+    return Health(healthy=True, latency=time.monotonic() - started, detail=answered)
 
 
 def duration_of(status: JobStatus) -> float | None:

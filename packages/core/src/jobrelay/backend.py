@@ -9,7 +9,7 @@ otherwise write:
 - :class:`ErrorTable`: map a backend's exceptions to ``TransientExecutorError`` /
   ``LaunchError`` / ``ExecutorError`` from one table;
 - :func:`wait_until_terminal`, :func:`follow_logs`, :func:`paginate`: the loops of
-  polling backends;
+  polling backends; :func:`probe_health`: a health check from one timed call;
 - :class:`RateLimiter`: keep pollers inside a per-minute API quota;
 - :func:`make_result`, :func:`duration_of`, :func:`utc_from_epoch`: results and times;
 - :class:`ExecutorBase`: the context-manager boilerplate;
@@ -29,6 +29,7 @@ from jobrelay._polling import (
     follow_logs,
     make_result,
     paginate,
+    probe_health,
     utc_from_epoch,
     wait_until_terminal,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "make_result",
     "paginate",
     "parse_price",
+    "probe_health",
     "scrub",
     "secret_forms",
     "utc_from_epoch",

@@ -17,7 +17,7 @@ import attrs
 from jobrelay import Clock, RetryPolicy
 from jobrelay.backend import RateLimiter, lazy_import, paginate
 from jobrelay_cloudrun._config import Clients
-from jobrelay_cloudrun._errors import table
+from jobrelay_cloudrun._errors import TABLE
 
 if TYPE_CHECKING:
     import google.api_core.exceptions as api_exceptions
@@ -90,7 +90,7 @@ class Api:
         def once() -> T | None:
             if read:
                 self.reads.acquire()
-            with table().mapped(
+            with TABLE.mapped(
                 action, executor=self.executor, job_id=job_id, launching=launching, secrets=secrets
             ):
                 try:
@@ -162,7 +162,7 @@ class Api:
 
     def probe(self, timeout: float) -> None:
         """One ListJobs page of one, with ``timeout``: the health check (raises)."""
-        with table().mapped("ListJobs", executor=self.executor):
+        with TABLE.mapped("ListJobs", executor=self.executor):
             pager = self.clients.jobs.list_jobs(
                 request=run_v2.ListJobsRequest(parent=self.parent, page_size=1), timeout=timeout
             )
@@ -231,7 +231,7 @@ class Api:
 
         def once() -> Mapping[str, Any]:
             self.log_reads.acquire()
-            with table().mapped("ListLogEntries", executor=self.executor):
+            with TABLE.mapped("ListLogEntries", executor=self.executor):
                 answer = self.clients.logging.logging_api.api_request(
                     method="POST", path="/entries:list", data=body, timeout=self.timeout
                 )

@@ -9,7 +9,6 @@ message (scrubbed of the job's secrets).
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,7 @@ else:
     auth_exceptions = lazy_import("google.auth.exceptions")
     requests = lazy_import("requests")
 
-__all__ = ["TRANSIENT_CODES", "is_not_found", "is_transient", "table"]
+__all__ = ["TABLE", "TRANSIENT_CODES", "is_not_found", "is_transient"]
 
 TRANSIENT_CODES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -55,16 +54,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-@functools.cache
-def table() -> ErrorTable:
-    """Return the error table, built at the first call (its classes come from the SDK)."""
-    return ErrorTable(
-        backend="cloudrun",
-        catch=(
-            api_exceptions.GoogleAPICallError,
-            requests.RequestException,
-            auth_exceptions.GoogleAuthError,
-        ),
-        transient=is_transient,
-        describe=_describe,
-    )
+TABLE = ErrorTable(
+    backend="cloudrun",
+    # The SDK's classes, read at the first failure: not imported with the package.
+    catch=lambda: (
+        api_exceptions.GoogleAPICallError,
+        requests.RequestException,
+        auth_exceptions.GoogleAuthError,
+    ),
+    transient=is_transient,
+    describe=_describe,
+)

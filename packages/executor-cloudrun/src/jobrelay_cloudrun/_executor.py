@@ -6,7 +6,6 @@ import functools
 import logging
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -35,6 +34,7 @@ from jobrelay.backend import (
     duration_of,
     follow_logs,
     make_result,
+    probe_health,
     wait_until_terminal,
 )
 from jobrelay.labels import EXECUTOR, JOB_ID, MANAGED, OWNER
@@ -516,15 +516,10 @@ class CloudRunExecutor(ExecutorBase):
 
     def health(self) -> Health:
         """One ListJobs call (page of one) with a short deadline; never raises."""
-        started = time.monotonic()
-        try:
-            self._api.probe(min(5.0, self._settings.request_timeout))
-        except Exception as exc:  # noqa: BLE001 - health never raises
-            return Health(healthy=False, latency=time.monotonic() - started, detail=str(exc))
-        return Health(
-            healthy=True,
-            latency=time.monotonic() - started,
-            detail=f"Cloud Run Admin API answers for {self._settings.parent}",
+        return probe_health(
+            lambda: self._api.probe(min(5.0, self._settings.request_timeout)),
+            answered=f"Cloud Run Admin API answers for {self._settings.parent}",
+            errors=Exception,  # health never raises
         )
 
     def close(self) -> None:

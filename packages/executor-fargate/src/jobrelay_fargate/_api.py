@@ -9,7 +9,7 @@ import attrs
 
 from jobrelay import RetryPolicy
 from jobrelay.backend import lazy_import, paginate
-from jobrelay_fargate._errors import error_table
+from jobrelay_fargate._errors import TABLE
 from jobrelay_fargate._ids import DESCRIBE_BATCH, chunks
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class EcsApi:
         secrets = tuple(secrets)
 
         def once() -> Any:
-            with error_table().mapped(
+            with TABLE.mapped(
                 action, executor=self.executor, job_id=job_id, launching=launching, secrets=secrets
             ):
                 try:

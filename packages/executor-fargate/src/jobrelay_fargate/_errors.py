@@ -8,7 +8,6 @@ multiply). Everything else is permanent. The translation itself is core's
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from jobrelay.backend import ErrorTable, lazy_import
@@ -20,7 +19,7 @@ else:
     # botocore is imported when a failure is first examined, not with this package.
     botocore_exceptions = lazy_import("botocore.exceptions")
 
-__all__ = ["TRANSIENT_CODES", "error_code", "error_table", "is_transient"]
+__all__ = ["TABLE", "TRANSIENT_CODES", "error_code", "is_transient"]
 
 TRANSIENT_CODES = frozenset(
     {
@@ -77,12 +76,10 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-@functools.cache
-def error_table() -> ErrorTable:
-    """Return the Fargate error table (built on first use: it names botocore's classes)."""
-    return ErrorTable(
-        backend="fargate",
-        catch=(botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError),
-        transient=is_transient,
-        describe=describe,
-    )
+TABLE = ErrorTable(
+    backend="fargate",
+    # botocore's classes, read at the first failure: not imported with the package.
+    catch=lambda: (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError),
+    transient=is_transient,
+    describe=describe,
+)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -29,7 +28,13 @@ from jobrelay import (
     SystemClock,
     TransientExecutorError,
 )
-from jobrelay.backend import duration_of, lazy_import, make_result, wait_until_terminal
+from jobrelay.backend import (
+    duration_of,
+    lazy_import,
+    make_result,
+    probe_health,
+    wait_until_terminal,
+)
 from jobrelay.labels import JOB_ID, OWNER
 from jobrelay_scaleway._config import Settings, make_client
 from jobrelay_scaleway._definitions import DefinitionRegistry
@@ -47,7 +52,7 @@ from jobrelay_scaleway._plan import (
 from jobrelay_scaleway._prices import PriceTable, load_prices
 from jobrelay_scaleway._runs import KeyedLocks, runs_since
 from jobrelay_scaleway._status import ACTIVE_STATES, run_status
-from jobrelay_scaleway._transport import Transport, error_table, status_of
+from jobrelay_scaleway._transport import TABLE, Transport, status_of
 
 if TYPE_CHECKING:
     import scaleway.cockpit.v1 as scw_cockpit  # type: ignore[import-untyped, unused-ignore]
@@ -215,10 +220,9 @@ class ScalewayExecutor:
         known = self._job_secrets.get(job_id, ()) if job_id is not None else ()
         hidden = (*self._settings.secrets, *known, *secrets)
         allowed = set(tolerate)
-        table = error_table()
 
         def once() -> Any:
-            with table.mapped(
+            with TABLE.mapped(
                 action, executor=self.name, job_id=job_id, launching=launching, secrets=hidden
             ):
                 try:
@@ -578,21 +582,15 @@ class ScalewayExecutor:
 
     def health(self) -> Health:
         """One ListJobDefinitions call (page size 1) with a short deadline; never raises."""
-        started = time.monotonic()
-        try:
-            self._call(
+        return probe_health(
+            lambda: self._call(
                 "ListJobDefinitions",
                 self._health_jobs.list_job_definitions,
                 retry=False,
                 project_id=self.project_id,
                 page_size=1,
-            )
-        except ExecutorError as exc:
-            return Health(healthy=False, latency=time.monotonic() - started, detail=str(exc))
-        return Health(
-            healthy=True,
-            latency=time.monotonic() - started,
-            detail=f"Serverless Jobs answered in {self.region}",
+            ),
+            answered=f"Serverless Jobs answered in {self.region}",
         )
 
     # -- lifetime ------------------------------------------------------------------

@@ -11,7 +11,6 @@ the SDK (paths, marshalling, unmarshalling) as generated.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -33,7 +32,7 @@ else:
     requests_adapters = lazy_import("requests.adapters")
     scaleway_core_api = lazy_import("scaleway_core.api")
 
-__all__ = ["EmptyReplyError", "Transport", "error_table", "error_type", "status_of"]
+__all__ = ["TABLE", "EmptyReplyError", "Transport", "error_type", "status_of"]
 
 logger = logging.getLogger("jobrelay.scaleway.http")
 
@@ -205,15 +204,11 @@ def _describe(exc: BaseException) -> str:
     return " ".join(part for part in parts if part)
 
 
-@functools.cache
-def error_table() -> ErrorTable:
-    """Return the table mapping SDK, requests and empty-reply errors to jobrelay's.
-
-    Built on first use: its exception classes come from the SDK and requests.
-    """
-    return ErrorTable(
-        backend="scaleway",
-        catch=(scaleway_core_api.ScalewayException, requests.RequestException, EmptyReplyError),
-        transient=_transient,
-        describe=_describe,
-    )
+TABLE = ErrorTable(
+    backend="scaleway",
+    # The SDK's and requests' classes, read at the first failure: not imported with
+    # the package.
+    catch=lambda: (scaleway_core_api.ScalewayException, requests.RequestException, EmptyReplyError),
+    transient=_transient,
+    describe=_describe,
+)
