@@ -17,8 +17,6 @@ import json
 import logging
 import math
 import os
-import statistics
-import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +25,7 @@ import boto3
 import moto
 from moto.server import ThreadedMotoServer
 
+from _timing import median_seconds
 from jobrelay import Execution, JobSpec
 from jobrelay_fargate import FargateExecutor
 
@@ -40,15 +39,6 @@ def _post(url: str, payload: dict[str, Any]) -> None:
     request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST")  # noqa: S310
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - local moto
         answer.read()
-
-
-def _timed(sweep: Callable[[], object]) -> float:
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        sweep()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -131,8 +121,8 @@ def _report(
         assert batched == math.ceil(size / 100), (size, batched)
         print(f"{size:>6} {batched:>14} {math.ceil(size / 100):>12} {single:>19}")
 
-    batched_time = _timed(lambda: executor.statuses(executions))
-    single_time = _timed(lambda: [executor.status(e) for e in executions])
+    batched_time = median_seconds(lambda: executor.statuses(executions), REPEATS)
+    single_time = median_seconds(lambda: [executor.status(e) for e in executions], REPEATS)
     print(f"one sweep of {len(executions)} tasks (median of {REPEATS}):")
     print(
         f"  statuses() batched      {batched_time * 1000:8.1f} ms  ({math.ceil(len(executions) / 100)} calls)"

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _timing import median_seconds
 from jobrelay import Execution, JobSpec, ManualClock
 from jobrelay_scaleway import ScalewayExecutor
 
@@ -54,15 +53,6 @@ def _executor(fakes: Any, server: Any) -> ScalewayExecutor:
         poll_interval=0.01,
         clock=ManualClock(),
     )
-
-
-def _timed(sweep: Callable[[], object]) -> float:
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        sweep()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def _calls(server: Any, work: Callable[[], object]) -> int:
@@ -93,8 +83,8 @@ def bench_sweeps(fakes: Any, server: Any) -> None:
             batch = executor.statuses(executions)
             single = {e.execution_id: executor.status(e) for e in executions}
             assert batch == single, "the sweep and the per-run calls disagree"
-            sweep_time = _timed(lambda: executor.statuses(executions))  # noqa: B023
-            loop_time = _timed(lambda: [executor.status(e) for e in executions])  # noqa: B023
+            sweep_time = median_seconds(lambda: executor.statuses(executions), REPEATS)  # noqa: B023
+            loop_time = median_seconds(lambda: [executor.status(e) for e in executions], REPEATS)  # noqa: B023
         print(
             f"{size:>5} {swept:>12} {looped:>10} {looped / swept:>6.1f}x "
             f"{sweep_time * 1000:>9.1f} {loop_time * 1000:>8.1f}"
